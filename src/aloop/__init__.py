@@ -1,0 +1,29 @@
+"""aloop: a drop-in asyncio event loop written in typed Python, compiled with mypyc.
+
+aloop.run(main())
+asyncio.run(main(), loop_factory=aloop.new_event_loop)   # Python 3.12+
+with asyncio.Runner(loop_factory=aloop.new_event_loop) as runner: ...
+"""
+
+from aloop import _purity
+
+_purity.install()
+
+from aloop._core.hooks import HOOKS, Instrument  # noqa: E402
+from aloop.loop import Loop  # noqa: E402
+from aloop.runner import EventLoopPolicy, new_event_loop, run  # noqa: E402
+
+#: True when the hot modules run as mypyc-compiled C, False when interpreted.
+COMPILED: bool = _purity.is_compiled()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "COMPILED",
+    "HOOKS",
+    "EventLoopPolicy",
+    "Instrument",
+    "Loop",
+    "new_event_loop",
+    "run",
+]

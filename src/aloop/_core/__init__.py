@@ -1,0 +1,1 @@
+"""Core scheduler: handles, timers, fd table, instrument hooks and the run loop."""

@@ -1,0 +1,131 @@
+"""The fd table behind ``add_reader``/``add_writer``: fd -> reader and writer handles."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from aloop._core.handles import Handle
+from aloop._io.poller import READ, READ_EVENTS, WRITE, WRITE_EVENTS, Poller
+
+
+def fileobj_to_fd(fileobj: Any) -> int:
+    """An fd from an int or an object with ``fileno()``, with selectors' errors."""
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+class FdEntry:
+    """Interest in one fd: at most one reader and one writer."""
+
+    __slots__ = ("mask", "reader", "writer")
+
+    def __init__(self) -> None:
+        self.reader: Handle | None = None
+        self.writer: Handle | None = None
+        self.mask = 0
+
+
+class FdTable:
+    """Keeps the poller's interest set in step with the registered handles."""
+
+    def __init__(self, poller: Poller) -> None:
+        self._poller = poller
+        self.entries: dict[int, FdEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, fd: int) -> FdEntry | None:
+        return self.entries.get(fd)
+
+    def add(self, fd: int, handle: Handle, write: bool) -> None:
+        """Make ``handle`` the fd's reader (or writer), cancelling the one it replaces."""
+        entry = self.entries.get(fd)
+        new = entry is None
+        if entry is None:
+            entry = FdEntry()
+        old = entry.writer if write else entry.reader
+        mask = entry.mask | (WRITE if write else READ)
+        self._set_mask(fd, entry.mask, mask)
+        # Only once the kernel accepted the fd (a regular file is refused).
+        if new:
+            self.entries[fd] = entry
+        entry.mask = mask
+        if write:
+            entry.writer = handle
+        else:
+            entry.reader = handle
+        if old is not None:
+            old.cancel()
+
+    def remove(self, fd: int, write: bool) -> bool:
+        """Drop the fd's reader (or writer); True if there was one."""
+        entry = self.entries.get(fd)
+        if entry is None:
+            return False
+        handle = entry.writer if write else entry.reader
+        mask = entry.mask & ~(WRITE if write else READ)
+        if mask:
+            self._set_mask(fd, entry.mask, mask)
+            entry.mask = mask
+        else:
+            del self.entries[fd]
+            self._poller.unregister(fd)
+        if write:
+            entry.writer = None
+        else:
+            entry.reader = None
+        if handle is None:
+            return False
+        handle.cancel()
+        return True
+
+    def _set_mask(self, fd: int, old: int, new: int) -> None:
+        if old == new:
+            return
+        if not old:
+            self._poller.register(fd, new)
+            return
+        try:
+            self._poller.modify(fd, new)
+        except FileNotFoundError:
+            # The fd was closed and its number reused behind our back; the
+            # kernel dropped the old registration, so make a new one.
+            self._poller.register(fd, new)
+
+    def dispatch(self, fd: int, events: int, ready: deque[Handle]) -> None:
+        """Queue the handles that ``events`` on ``fd`` make runnable."""
+        entry = self.entries.get(fd)
+        if entry is None:
+            return
+        if events & READ_EVENTS:
+            reader = entry.reader
+            if reader is not None:
+                if reader._cancelled:
+                    self.remove(fd, False)
+                else:
+                    ready.append(reader)
+        if events & WRITE_EVENTS:
+            writer = entry.writer
+            if writer is not None:
+                if writer._cancelled:
+                    self.remove(fd, True)
+                else:
+                    ready.append(writer)
+
+    def clear(self) -> None:
+        for fd, entry in self.entries.items():
+            self._poller.unregister(fd)
+            for handle in (entry.reader, entry.writer):
+                if handle is not None:
+                    handle.cancel()
+        self.entries.clear()

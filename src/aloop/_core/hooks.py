@@ -1,0 +1,103 @@
+"""Instrument hook points of the scheduler.
+
+An instrument is any object with some of the methods named in ``HOOKS``;
+``loop.add_instrument(obj)`` attaches it. The loop holds ``None`` instead of
+a registry while nothing is attached, so an unobserved loop pays one
+``is None`` test per batch of callbacks and nothing per callback.
+
+Hooks and their arguments:
+
+- ``task_spawned(task)``: ``loop.create_task`` made a task.
+- ``task_scheduled(task)``: a step of ``task`` was queued to run.
+- ``before_task_step(task)`` / ``after_task_step(task)``: around one step.
+- ``task_exited(task)``: the step just run finished the task.
+- ``before_callback(handle)`` / ``after_callback(handle)``: around every
+  callback the loop runs, task steps included.
+- ``before_io_wait(timeout)`` / ``after_io_wait(event_count)``: around each
+  poll; ``timeout`` is in seconds, negative for "until an event".
+
+An instrument whose hook raises is logged and removed; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Final
+
+HOOKS: Final = (
+    "task_spawned",
+    "task_scheduled",
+    "before_task_step",
+    "after_task_step",
+    "task_exited",
+    "before_callback",
+    "after_callback",
+    "before_io_wait",
+    "after_io_wait",
+)
+
+logger: Final = logging.getLogger("aloop")
+
+
+class Instrument:
+    """Optional base class: override only the hooks you need."""
+
+
+class Instruments:
+    """The instruments attached to one loop, indexed by hook name."""
+
+    def __init__(self) -> None:
+        self.attached: list[object] = []
+        self._by_hook: dict[str, list[Callable[..., object]]] = {}
+        self.callbacks = False
+        self.task_steps = False
+        self.io_waits = False
+        self.spawns = False
+        self.schedules = False
+
+    def add(self, instrument: object) -> None:
+        if instrument in self.attached:
+            return
+        self.attached.append(instrument)
+        self._rebuild()
+
+    def remove(self, instrument: object) -> None:
+        """Detach ``instrument``; ``KeyError`` if it is not attached."""
+        if instrument not in self.attached:
+            raise KeyError(f"instrument {instrument!r} is not attached")
+        self.attached.remove(instrument)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        by_hook: dict[str, list[Callable[..., object]]] = {}
+        for instrument in self.attached:
+            for name in HOOKS:
+                method = getattr(instrument, name, None)
+                if method is not None:
+                    by_hook.setdefault(name, []).append(method)
+        self._by_hook = by_hook
+        self.callbacks = "before_callback" in by_hook or "after_callback" in by_hook
+        self.task_steps = any(
+            name in by_hook for name in ("before_task_step", "after_task_step", "task_exited")
+        )
+        self.io_waits = "before_io_wait" in by_hook or "after_io_wait" in by_hook
+        self.spawns = "task_spawned" in by_hook
+        self.schedules = "task_scheduled" in by_hook
+
+    def call(self, hook: str, arg: Any) -> None:
+        """Call ``hook(arg)`` on every instrument that has it."""
+        methods = self._by_hook.get(hook)
+        if not methods:
+            return
+        for method in list(methods):
+            try:
+                method(arg)
+            except Exception:
+                self._drop(method, hook)
+
+    def _drop(self, method: Callable[..., object], hook: str) -> None:
+        instrument = getattr(method, "__self__", method)
+        logger.exception("instrument %r raised in %s and was removed", instrument, hook)
+        if instrument in self.attached:
+            self.remove(instrument)

@@ -1,0 +1,506 @@
+"""The scheduler: ready queue, timers, I/O readiness and the run loop.
+
+``BaseLoop`` is the compiled core of ``aloop.Loop``. It owns everything that
+runs per callback or per iteration; ``aloop.loop.Loop`` adds the cold parts
+(executors, async generator shutdown, repr) and the asyncio ABC.
+
+This is the only place where callbacks are actually *called*: in
+``_run_once``, which runs exactly the callbacks that were ready when the
+iteration started, so a callback that reschedules itself cannot starve I/O
+or timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import sys
+import threading
+import time
+import weakref
+from asyncio import coroutines, events
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr
+
+from aloop._core import debug, errors
+from aloop._core.fdtable import FdTable, fileobj_to_fd
+from aloop._core.handles import Handle, TimerHandle
+from aloop._core.hooks import Instruments
+from aloop._core.timers import TimerQueue
+from aloop._io.poller import READ, Poller
+from aloop._io.wakeup import Waker
+
+_monotonic: Final = time.monotonic
+_get_ident: Final = threading.get_ident
+_Task: Final = asyncio.Task
+_Future: Final = asyncio.Future
+
+# With callbacks queued, the loop still polls for I/O at least this often
+# (seconds), so ready sockets never wait long behind a stream of callbacks.
+# Polling on every iteration instead would cost an epoll_wait per callback.
+POLL_INTERVAL: Final = 0.0002
+
+_HAS_EAGER_TASKS: Final = sys.version_info >= (3, 12)
+
+# asyncio.constants.DEBUG_STACK_DEPTH
+_DEBUG_STACK_DEPTH: Final = 10
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class BaseLoop:
+    """Scheduling core shared by every aloop loop."""
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._stopping = False
+        self._ready: deque[Handle] = deque()
+        self._timers = TimerQueue()
+        # asyncio's name for the timer heap; the very same list.
+        self._scheduled: list[TimerHandle] = self._timers.heap
+        self._thread_id: int | None = None
+        self._clock_resolution: float = time.get_clock_info("monotonic").resolution
+        self._exception_handler: Callable[[Any, dict[str, Any]], object] | None = None
+        self._debug = False
+        self.slow_callback_duration = 0.1
+        self._current_handle: Handle | None = None
+        self._task_factory: Callable[..., Any] | None = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth: int | None = None
+        self._asyncgens: weakref.WeakSet[AsyncGenerator[Any, Any]] = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._executor_shutdown_called = False
+        self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._old_agen_hooks: Any = None
+        self._instruments: Instruments | None = None
+        self._poller = Poller()
+        self._fds = FdTable(self._poller)
+        self._waker = Waker()
+        self._waker_fd = self._waker.fileno()
+        self._poller.register(self._waker_fd, READ)
+        self._polling = False
+        self._next_poll = 0.0
+        self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
+
+    # -- state ---------------------------------------------------------------
+
+    def time(self) -> float:
+        """The loop's clock: ``time.monotonic()``."""
+        return _monotonic()
+
+    def is_running(self) -> bool:
+        return self._thread_id is not None
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def set_debug(self, enabled: bool) -> None:
+        self._debug = enabled
+        if self.is_running():
+            self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
+
+    def _set_coroutine_origin_tracking(self, enabled: bool) -> None:
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = sys.get_coroutine_origin_tracking_depth()
+            sys.set_coroutine_origin_tracking_depth(_DEBUG_STACK_DEPTH)
+        else:
+            depth = self._coroutine_origin_tracking_saved_depth
+            sys.set_coroutine_origin_tracking_depth(depth if depth is not None else 0)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def _check_running(self) -> None:
+        if self.is_running():
+            raise RuntimeError("This event loop is already running")
+        if events._get_running_loop() is not None:
+            raise RuntimeError("Cannot run the event loop while another loop is running")
+
+    # -- scheduling callbacks ------------------------------------------------
+
+    def call_soon(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> Handle:
+        """Run ``callback(*args)`` on the next iteration, in FIFO order."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            debug.check_thread(self._thread_id)
+            debug.check_callback(callback, "call_soon")
+        handle = Handle(callback, args, self, context)
+        if self._debug:
+            handle._source_traceback = debug.capture_stack()
+        if self._instruments is not None:
+            self._note_scheduled(callback)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> Handle:
+        """Like ``call_soon``, from any thread; wakes a sleeping loop at once."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            debug.check_callback(callback, "call_soon_threadsafe")
+        handle = Handle(callback, args, self, context)
+        if self._debug:
+            handle._source_traceback = debug.capture_stack()
+        self._ready.append(handle)
+        # The loop's own thread needs no wake-up unless it is inside poll:
+        # a signal handler runs there, and poll resumes after it returns.
+        if self._polling or _get_ident() != self._thread_id:
+            self._waker.wake()
+        return handle
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> TimerHandle:
+        """Run ``callback(*args)`` after ``delay`` seconds."""
+        if delay is None:
+            raise TypeError("delay must not be None")
+        return self._new_timer(self.time() + delay, callback, args, context)
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> TimerHandle:
+        """Run ``callback(*args)`` at loop time ``when``."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        return self._new_timer(when, callback, args, context)
+
+    def _new_timer(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        context: contextvars.Context | None,
+    ) -> TimerHandle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            debug.check_thread(self._thread_id)
+            debug.check_callback(callback, "call_at")
+        timers = self._timers
+        timer = TimerHandle(when, timers.next_seq(), callback, args, self, context)
+        if self._debug:
+            timer._source_traceback = debug.capture_stack()
+        timers.push(timer)
+        return timer
+
+    # -- futures and tasks ---------------------------------------------------
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return _Future(loop=self)  # type: ignore[arg-type]
+
+    def create_task(
+        self,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+        **kwargs: Any,
+    ) -> asyncio.Task[Any]:
+        """Wrap ``coro`` in a Task (or the task factory's product) and schedule it."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if kwargs and not _HAS_EAGER_TASKS:
+            _refuse_eager_start(kwargs)
+        factory = self._task_factory
+        if factory is None:
+            if kwargs:
+                task = _Task(coro, loop=self, name=name, context=context, **kwargs)  # type: ignore[arg-type]
+            else:
+                task = _Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
+            if self._debug:
+                _trim_source_traceback(task)
+        else:
+            if context is not None:
+                kwargs["context"] = context
+            task = factory(self, coro, **kwargs)
+            if name is not None:
+                task.set_name(name)
+        if self._instruments is not None and self._instruments.spawns:
+            self._instruments.call("task_spawned", task)
+        return task
+
+    def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self) -> Callable[..., Any] | None:
+        return self._task_factory
+
+    # -- I/O readiness ---------------------------------------------------------
+
+    def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        """Call ``callback(*args)`` whenever ``fd`` is readable."""
+        return self._add_io(fd, callback, args, False)
+
+    def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+        """Call ``callback(*args)`` whenever ``fd`` is writable."""
+        return self._add_io(fd, callback, args, True)
+
+    def remove_reader(self, fd: Any) -> bool:
+        return self._remove_io(fd, False)
+
+    def remove_writer(self, fd: Any) -> bool:
+        return self._remove_io(fd, True)
+
+    def _add_io(
+        self, fd: Any, callback: Callable[..., object], args: tuple[Any, ...], write: bool
+    ) -> Handle:
+        fileno = fileobj_to_fd(fd)
+        self._check_closed()
+        if self._debug:
+            debug.check_callback(callback, "add_writer" if write else "add_reader")
+        handle = Handle(callback, args, self, None)
+        self._fds.add(fileno, handle, write)
+        return handle
+
+    def _remove_io(self, fd: Any, write: bool) -> bool:
+        fileno = fileobj_to_fd(fd)
+        if self._closed:
+            return False
+        return self._fds.remove(fileno, write)
+
+    # -- running ---------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        """Run until ``stop()`` is called."""
+        self._run_forever_setup()
+        try:
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._run_forever_cleanup()
+
+    def _run_forever_setup(self) -> None:
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = _get_ident()
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
+        )
+        events._set_running_loop(self)  # type: ignore[arg-type]
+
+    def _run_forever_cleanup(self) -> None:
+        self._stopping = False
+        self._thread_id = None
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
+
+    def stop(self) -> None:
+        """Stop after the current iteration; ``run_forever`` then returns."""
+        self._stopping = True
+
+    def _run_once(self) -> None:
+        """One iteration: poll for I/O, collect due timers, run what is ready."""
+        ready = self._ready
+        timers = self._timers
+        if timers.cancelled_count:
+            timers.prune()
+        if ready or self._stopping:
+            # Something is runnable: only look at I/O if there is I/O to see
+            # and the last look was more than POLL_INTERVAL ago.
+            if len(self._fds):
+                now = _monotonic()
+                if now >= self._next_poll:
+                    self._next_poll = now + POLL_INTERVAL
+                    self._poll(0.0)
+        else:
+            timeout = -1.0
+            if timers.heap:
+                timeout = timers.first_when() - self.time()
+                if timeout < 0.0:
+                    timeout = 0.0
+            self._next_poll = _monotonic() + POLL_INTERVAL
+            self._poll(timeout)
+        if timers.heap:
+            timers.pop_due(self.time() + self._clock_resolution, ready)
+        ntodo = len(ready)
+        if self._debug or self._instruments is not None:
+            self._run_ready_observed(ntodo)
+            return
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+
+    def _poll(self, timeout: float) -> None:
+        instruments = self._instruments
+        if instruments is not None and instruments.io_waits:
+            instruments.call("before_io_wait", timeout)
+        self._polling = True
+        try:
+            event_list = self._poller.poll(timeout)
+        finally:
+            self._polling = False
+        if instruments is not None and instruments.io_waits:
+            instruments.call("after_io_wait", len(event_list))
+        if not event_list:
+            return
+        waker_fd = self._waker_fd
+        fds = self._fds
+        ready = self._ready
+        for fd, mask in event_list:
+            if fd == waker_fd:
+                self._waker.drain()
+            else:
+                fds.dispatch(fd, mask, ready)
+
+    def _run_ready_observed(self, ntodo: int) -> None:
+        """The run step with debug timing and instrument hooks."""
+        ready = self._ready
+        for _ in range(ntodo):
+            handle = ready.popleft()
+            if handle._cancelled:
+                continue
+            instruments = self._instruments
+            task: asyncio.Task[Any] | None = None
+            if instruments is not None:
+                if instruments.task_steps:
+                    owner = getattr(handle._callback, "__self__", None)
+                    if isinstance(owner, _Task):
+                        task = owner
+                        instruments.call("before_task_step", task)
+                if instruments.callbacks:
+                    instruments.call("before_callback", handle)
+            if self._debug:
+                self._run_timed(handle)
+            else:
+                handle._run()
+            instruments = self._instruments
+            if instruments is not None:
+                if instruments.callbacks:
+                    instruments.call("after_callback", handle)
+                if task is not None:
+                    instruments.call("after_task_step", task)
+                    if task.done():
+                        instruments.call("task_exited", task)
+
+    def _run_timed(self, handle: Handle) -> None:
+        """Run ``handle`` and warn if it took longer than ``slow_callback_duration``."""
+        try:
+            self._current_handle = handle
+            start = self.time()
+            handle._run()
+            elapsed = self.time() - start
+            if elapsed >= self.slow_callback_duration:
+                errors._logger().warning(
+                    "Executing %s took %.3f seconds", debug.format_handle(handle), elapsed
+                )
+        finally:
+            self._current_handle = None
+
+    # -- instruments -------------------------------------------------------------
+
+    def add_instrument(self, instrument: object) -> None:
+        """Attach an instrument (see ``aloop._core.hooks``)."""
+        if self._instruments is None:
+            self._instruments = Instruments()
+        self._instruments.add(instrument)
+
+    def remove_instrument(self, instrument: object) -> None:
+        """Detach an instrument; ``KeyError`` if it is not attached."""
+        if self._instruments is None:
+            raise KeyError(f"instrument {instrument!r} is not attached")
+        self._instruments.remove(instrument)
+        if not self._instruments.attached:
+            self._instruments = None
+
+    def _note_scheduled(self, callback: object) -> None:
+        instruments = self._instruments
+        if instruments is None or not instruments.schedules:
+            return
+        owner = getattr(callback, "__self__", None)
+        if isinstance(owner, _Task):
+            instruments.call("task_scheduled", owner)
+
+    # -- errors ------------------------------------------------------------------
+
+    def get_exception_handler(self) -> Callable[[Any, dict[str, Any]], object] | None:
+        return self._exception_handler
+
+    def set_exception_handler(
+        self, handler: Callable[[Any, dict[str, Any]], object] | None
+    ) -> None:
+        if handler is not None and not callable(handler):
+            raise TypeError(f"A callable object or None is expected, got {handler!r}")
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """Log ``context`` in asyncio's format."""
+        errors.default_exception_handler(context, self._current_handle)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        """Report an error that has no caller to propagate to."""
+        errors.call_exception_handler(self, context)
+
+    # -- async generators --------------------------------------------------------
+
+    def _asyncgen_firstiter_hook(self, agen: AsyncGenerator[Any, Any]) -> None:
+        if self._asyncgens_shutdown_called:
+            debug.warn_late_asyncgen(self, agen)
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer_hook(self, agen: AsyncGenerator[Any, Any]) -> None:
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    # -- closing -----------------------------------------------------------------
+
+    def _close_core(self) -> None:
+        """Drop queued work and release the poller and wakeup fds."""
+        self._closed = True
+        self._ready.clear()
+        self._timers.clear()
+        self._fds.clear()
+        self._poller.close()
+        self._waker.close()
+
+
+def _refuse_eager_start(kwargs: dict[str, Any]) -> None:
+    """On 3.11, accept ``eager_start=False`` (what 3.11 does anyway), refuse True."""
+    if kwargs.pop("eager_start", None):
+        raise TypeError("eager_start=True needs Python 3.12 or later (eager tasks)")
+
+
+def _trim_source_traceback(task: asyncio.Task[Any]) -> None:
+    """Drop aloop's own frames from a debug-mode task's creation traceback."""
+    stack = getattr(task, "_source_traceback", None)
+    if stack:
+        debug.trim_own_frames(stack)

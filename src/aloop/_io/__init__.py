@@ -1,0 +1,1 @@
+"""I/O backend: readiness polling and the loop's wakeup fd. Imports nothing from aloop."""

@@ -1,0 +1,40 @@
+"""Entry points: ``run``, ``new_event_loop`` and the event loop policy."""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import events
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from aloop.loop import Loop
+
+__all__ = ["EventLoopPolicy", "new_event_loop", "run"]
+
+_T = TypeVar("_T")
+
+
+def new_event_loop() -> Loop:
+    """A new aloop event loop (pass it as ``loop_factory`` to asyncio)."""
+    return Loop()  # type: ignore[abstract]  # network and subprocess API: issues 3, 4
+
+
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """asyncio's default policy, making aloop loops (Python 3.11-3.13)."""
+
+    def new_event_loop(self) -> Loop:
+        return Loop()  # type: ignore[abstract]  # network and subprocess API: issues 3, 4
+
+
+def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
+    """Run ``main`` on a new aloop loop with ``asyncio.run``'s exact semantics.
+
+    The loop is created, ``main`` runs as a task, leftover tasks are cancelled,
+    async generators and the default executor are shut down, and the loop is
+    closed. Ctrl-C cancels the main task, as under ``asyncio.run``.
+    """
+    if events._get_running_loop() is not None:
+        # Same words as asyncio.run, so code that matches on them keeps working.
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
