@@ -8,6 +8,7 @@ so creating and running one costs far less than the stdlib versions.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import traceback
 from asyncio import format_helpers
 from collections.abc import Callable
@@ -18,6 +19,20 @@ if TYPE_CHECKING:
 
 _copy_context: Final = contextvars.copy_context
 StackSummary = traceback.StackSummary
+
+# 3.13 shows a callback's arguments in reprs only in debug mode.
+_ARGS_ONLY_IN_DEBUG: Final = "debug" in inspect.signature(
+    format_helpers._format_callback_source
+).parameters
+
+
+def describe_callback(callback: object, args: tuple[Any, ...] | None, debug: bool) -> str:
+    """``func(args) at file:line``, as this Python's asyncio writes it."""
+    if _ARGS_ONLY_IN_DEBUG:
+        return format_helpers._format_callback_source(  # type: ignore[call-arg,unused-ignore]
+            callback, args or (), debug=debug
+        )
+    return format_helpers._format_callback_source(callback, args or ())
 
 
 class Handle:
@@ -55,7 +70,7 @@ class Handle:
         if self._cancelled:
             info.append("cancelled")
         if self._callback is not None:
-            info.append(format_helpers._format_callback_source(self._callback, self._args or ()))
+            info.append(describe_callback(self._callback, self._args, self._loop._debug))
         if self._source_traceback:
             frame = self._source_traceback[-1]
             info.append(f"created at {frame[0]}:{frame[1]}")
@@ -98,7 +113,7 @@ class Handle:
             self._report(exc)
 
     def _report(self, exc: BaseException) -> None:
-        source = format_helpers._format_callback_source(self._callback, self._args or ())
+        source = describe_callback(self._callback, self._args, self._loop._debug)
         context: dict[str, Any] = {
             "message": f"Exception in callback {source}",
             "exception": exc,

@@ -54,7 +54,8 @@ _DEBUG_STACK_DEPTH: Final = 10
 class BaseLoop:
     """Scheduling core shared by every aloop loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, backend: str | None = None) -> None:
+        """``backend``: "epoll" or "poll"; by default epoll where the OS has it."""
         self._closed = False
         self._stopping = False
         self._ready: deque[Handle] = deque()
@@ -76,7 +77,7 @@ class BaseLoop:
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._old_agen_hooks: Any = None
         self._instruments: Instruments | None = None
-        self._poller = Poller()
+        self._poller = Poller(backend)
         self._fds = FdTable(self._poller)
         self._waker = Waker()
         self._waker_fd = self._waker.fileno()
@@ -171,7 +172,7 @@ class BaseLoop:
 
     def call_later(
         self,
-        delay: float,
+        delay: float | None,
         callback: Callable[..., object],
         *args: Any,
         context: contextvars.Context | None = None,
@@ -183,7 +184,7 @@ class BaseLoop:
 
     def call_at(
         self,
-        when: float,
+        when: float | None,
         callback: Callable[..., object],
         *args: Any,
         context: contextvars.Context | None = None,

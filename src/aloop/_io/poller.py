@@ -29,10 +29,15 @@ HAVE_EPOLL: Final = hasattr(select, "epoll")
 class Poller:
     """Register fds for READ/WRITE interest and wait for readiness."""
 
-    def __init__(self, use_epoll: bool = HAVE_EPOLL) -> None:
+    def __init__(self, backend: str | None = None) -> None:
+        if backend is None:
+            backend = "epoll" if HAVE_EPOLL else "poll"
+        if backend not in ("epoll", "poll"):
+            raise ValueError(f"unknown I/O backend {backend!r} (expected 'epoll' or 'poll')")
+        use_epoll = backend == "epoll"
         self._epoll: select.epoll | None = select.epoll() if use_epoll else None
         self._poll: select.poll | None = None if use_epoll else select.poll()
-        self.backend = "epoll" if use_epoll else "poll"
+        self.backend = backend
 
     def fileno(self) -> int:
         """The epoll fd, or -1 for poll(2), which has none."""
