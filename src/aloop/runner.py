@@ -36,5 +36,12 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     if events._get_running_loop() is not None:
         # Same words as asyncio.run, so code that matches on them keeps working.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+    runner = asyncio.Runner(debug=debug, loop_factory=new_event_loop)
+    try:
+        # asyncio.run makes its loop the current one for the run, and then
+        # none; a Runner given a loop_factory does neither, so do it here.
+        events.set_event_loop(runner.get_loop())
         return runner.run(main)
+    finally:
+        runner.close()
+        events.set_event_loop(None)
