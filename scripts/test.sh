@@ -69,7 +69,7 @@ for job in "${jobs_list[@]}"; do
         grep -E '^(FAILED|ERROR) ' "$log" || tail -n 40 "$log"
     fi
     p="$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)"
-    f="$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{n += $1} END {print n + 0}')"
+    f="$( (grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" || true) | awk '{n += $1} END {print n + 0}')"
     passed=$((passed + p)); failed=$((failed + f))
 done
 echo "total: $passed passed, $failed failed"

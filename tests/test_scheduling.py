@@ -487,3 +487,29 @@ def test_repr_and_state(loop_factory: LoopFactory) -> None:
     assert "running=False closed=False debug=False" in repr(loop)
     loop.close()
     assert loop.is_closed()
+
+
+def test_dropped_failed_task_is_reported_without_waiting_for_gc(
+    loop_factory: LoopFactory,
+) -> None:
+    """No reference cycle may keep a finished task alive (asyncio's "self = None")."""
+    loop = loop_factory()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda lp, ctx: reported.append(ctx["message"]))
+
+    async def fail() -> None:
+        raise ValueError("dropped")
+
+    async def main() -> list[str]:
+        loop.create_task(fail())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return list(reported)
+
+    gc.disable()
+    try:
+        seen = loop.run_until_complete(main())
+    finally:
+        gc.enable()
+        loop.close()
+    assert seen == ["Task exception was never retrieved"]

@@ -97,20 +97,7 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
-        callback = self._callback
-        args = self._args
-        try:
-            # Spelled out by arity: a star-call would build a new tuple each time.
-            if not args:
-                self._context.run(callback)  # type: ignore[arg-type]
-            elif len(args) == 1:
-                self._context.run(callback, args[0])  # type: ignore[arg-type]
-            else:
-                self._context.run(callback, *args)  # type: ignore[arg-type]
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report(exc)
+        run_handle(self)
 
     def _report(self, exc: BaseException) -> None:
         source = describe_callback(self._callback, self._args, self._loop._debug)
@@ -122,6 +109,37 @@ class Handle:
         if self._source_traceback:
             context["source_traceback"] = self._source_traceback
         self._loop.call_exception_handler(context)
+
+
+def run_handle(handle: Handle | None) -> None:
+    """Run one handle's callback; report what it raises to the loop.
+
+    A function, not a method, so that it can let go of the handle: when this
+    runs interpreted, a task's coroutine frame that ends in a traceback keeps
+    this frame (its caller) alive, and a reference to the handle here would
+    keep the finished task alive in a cycle until the next GC. asyncio does
+    ``self = None`` in ``Handle._run`` for the same reason. (Not ``del``:
+    mypyc miscounts references on a ``del`` of a local after its last use.)
+    """
+    assert handle is not None
+    callback = handle._callback
+    args = handle._args
+    context = handle._context
+    try:
+        # Spelled out by arity: a star-call would build a new tuple each time.
+        if not args:
+            context.run(callback)  # type: ignore[arg-type]
+        elif len(args) == 1:
+            context.run(callback, args[0])  # type: ignore[arg-type]
+        else:
+            context.run(callback, *args)  # type: ignore[arg-type]
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        handle._report(exc)
+    callback = None
+    args = None
+    handle = None
 
 
 class TimerHandle(Handle):

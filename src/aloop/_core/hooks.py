@@ -25,6 +25,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
+from mypy_extensions import mypyc_attr
+
 HOOKS: Final = (
     "task_spawned",
     "task_scheduled",
@@ -40,6 +42,7 @@ HOOKS: Final = (
 logger: Final = logging.getLogger("aloop")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Instrument:
     """Optional base class: override only the hooks you need."""
 

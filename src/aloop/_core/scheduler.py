@@ -28,7 +28,7 @@ from mypy_extensions import mypyc_attr
 
 from aloop._core import debug, errors
 from aloop._core.fdtable import FdTable, fileobj_to_fd
-from aloop._core.handles import Handle, TimerHandle
+from aloop._core.handles import Handle, TimerHandle, run_handle
 from aloop._core.hooks import Instruments
 from aloop._core.timers import TimerQueue
 from aloop._io.poller import READ, Poller
@@ -362,10 +362,12 @@ class BaseLoop:
         if self._debug or self._instruments is not None:
             self._run_ready_observed(ntodo)
             return
+        handle: Handle | None = None
         for _ in range(ntodo):
             handle = ready.popleft()
             if not handle._cancelled:
-                handle._run()
+                run_handle(handle)
+        handle = None  # see run_handle: no reference cycles through this frame
 
     def _poll(self, timeout: float) -> None:
         instruments = self._instruments
@@ -392,12 +394,14 @@ class BaseLoop:
     def _run_ready_observed(self, ntodo: int) -> None:
         """The run step with debug timing and instrument hooks."""
         ready = self._ready
+        handle: Handle | None = None
+        task: asyncio.Task[Any] | None = None
         for _ in range(ntodo):
             handle = ready.popleft()
             if handle._cancelled:
                 continue
             instruments = self._instruments
-            task: asyncio.Task[Any] | None = None
+            task = None
             if instruments is not None:
                 if instruments.task_steps:
                     owner = getattr(handle._callback, "__self__", None)
@@ -409,7 +413,7 @@ class BaseLoop:
             if self._debug:
                 self._run_timed(handle)
             else:
-                handle._run()
+                run_handle(handle)
             instruments = self._instruments
             if instruments is not None:
                 if instruments.callbacks:
@@ -418,13 +422,16 @@ class BaseLoop:
                     instruments.call("after_task_step", task)
                     if task.done():
                         instruments.call("task_exited", task)
+        handle = None  # see run_handle: no reference cycles through this frame
+        task = None
 
-    def _run_timed(self, handle: Handle) -> None:
+    def _run_timed(self, handle: Handle | None) -> None:
         """Run ``handle`` and warn if it took longer than ``slow_callback_duration``."""
+        assert handle is not None
         try:
             self._current_handle = handle
             start = self.time()
-            handle._run()
+            run_handle(handle)
             elapsed = self.time() - start
             if elapsed >= self.slow_callback_duration:
                 errors._logger().warning(
@@ -432,6 +439,7 @@ class BaseLoop:
                 )
         finally:
             self._current_handle = None
+            handle = None  # see run_handle
 
     # -- instruments -------------------------------------------------------------
 
