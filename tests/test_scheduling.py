@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import gc
 import re
+import socket
 import threading
 import time
 from typing import Any
@@ -513,3 +514,42 @@ def test_dropped_failed_task_is_reported_without_waiting_for_gc(
         gc.enable()
         loop.close()
     assert seen == ["Task exception was never retrieved"]
+
+
+def test_loop_inherited_through_fork_refuses_to_run(aloop_loop: aloop.Loop) -> None:
+    import os
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what running the parent's loop does
+        try:
+            aloop_loop.run_until_complete(asyncio.sleep(0))
+            message = b"ran"
+        except RuntimeError as exc:
+            message = str(exc).encode()
+        aloop_loop.close()  # must leave the parent's epoll registrations alone
+        os.write(write_fd, message)
+        os._exit(0)
+    os.close(write_fd)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read_fd, "rb") as reader:
+        message = reader.read().decode()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert message.startswith("this event loop was created in another process")
+    # The parent's loop still works, fd registrations included.
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    aloop_loop.add_reader(a, lambda: (got.append(a.recv(1)), aloop_loop.stop()))
+    pid2 = os.fork()
+    if pid2 == 0:
+        aloop_loop.close()
+        os._exit(0)
+    os.waitpid(pid2, 0)
+    b.send(b"x")
+    guard = aloop_loop.call_later(10, aloop_loop.stop)  # fail, don't hang, if it broke
+    aloop_loop.run_forever()
+    guard.cancel()
+    aloop_loop.remove_reader(a)
+    a.close()
+    b.close()
+    assert got == [b"x"]

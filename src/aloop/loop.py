@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, TypeVarTuple
 
 from aloop._core.scheduler import BaseLoop
+from aloop.network import NetworkMixin
+from aloop.processes import ProcessMixin
 
 __all__ = ["Loop"]
 
@@ -32,7 +34,7 @@ def _run_until_complete_cb(fut: asyncio.Future[Any]) -> None:
     futures._get_loop(fut).stop()  # type: ignore[attr-defined]
 
 
-class Loop(BaseLoop, asyncio.AbstractEventLoop):  # type: ignore[misc]
+class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # type: ignore[misc]
     """An asyncio event loop whose scheduler is aloop's."""
 
     def __repr__(self) -> str:
@@ -55,6 +57,8 @@ class Loop(BaseLoop, asyncio.AbstractEventLoop):  # type: ignore[misc]
             return
         if self._debug:
             base_events.logger.debug("Close %r", self)  # type: ignore[attr-defined]
+        self._close_processes()
+        self._close_network()
         self._close_core()
         self._executor_shutdown_called = True
         executor = self._default_executor

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import os
 import sys
 import threading
 import time
@@ -85,6 +86,8 @@ class BaseLoop:
         self._poller.register(self._waker_fd, READ)
         self._polling = False
         self._next_poll = 0.0
+        # A forked child must not share this loop's epoll and wakeup fds.
+        self._pid = os.getpid()
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
         self._closed = False
 
@@ -312,6 +315,11 @@ class BaseLoop:
 
     def _run_forever_setup(self) -> None:
         self._check_closed()
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                "this event loop was created in another process (before fork()); "
+                "create a new event loop in the child"
+            )
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
         self._old_agen_hooks = sys.get_asyncgen_hooks()
@@ -504,7 +512,10 @@ class BaseLoop:
         self._closed = True
         self._ready.clear()
         self._timers.clear()
-        self._fds.clear()
+        if os.getpid() == self._pid:
+            self._fds.clear()
+        # else: a forked child shares the parent's epoll instance; unregistering
+        # here would change the parent's interest set. Only close our copies.
         self._poller.close()
         self._waker.close()
 

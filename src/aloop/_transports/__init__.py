@@ -1,0 +1,1 @@
+"""Transports: sockets, streams, datagrams, TLS, pipes and subprocesses on the scheduler."""
