@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHONS=(3.11 3.12 3.13)
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel)
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio)
 
 # The interpreter for a minor version: pyenv's newest install, else pythonX.Y on PATH.
 python_for() {
@@ -27,9 +27,10 @@ ensure_venv() {
     python="$(python_for "$minor")"
     if [ ! -x "$venv/bin/python" ]; then
         "$python" -m venv "$venv"
-        "$venv/bin/pip" install -q --disable-pip-version-check "${DEV_PACKAGES[@]}" 2>&1 \
-            | grep -v "^WARNING: Location" || true
     fi
+    # Quick when everything is already there; picks up packages added later.
+    "$venv/bin/pip" install -q --disable-pip-version-check "${DEV_PACKAGES[@]}" 2>&1 \
+        | grep -v "^WARNING: Location" || true
     # No build isolation: the venv already holds the pinned mypy (mypyc) and setuptools.
     "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation --no-deps \
         --force-reinstall "$ROOT" 2>&1 | grep -v "^WARNING: Location" || true

@@ -9,6 +9,8 @@ from aloop import _purity
 
 _purity.install()
 
+from aloop._core.clock import TimeHold, VirtualClock  # noqa: E402
+from aloop._core.deadlock import VirtualTimeDeadlock  # noqa: E402
 from aloop._core.hooks import HOOKS, Instrument  # noqa: E402
 from aloop.loop import Loop  # noqa: E402
 from aloop.runner import EventLoopPolicy, new_event_loop, run  # noqa: E402
@@ -24,6 +26,9 @@ __all__ = [
     "EventLoopPolicy",
     "Instrument",
     "Loop",
+    "TimeHold",
+    "VirtualClock",
+    "VirtualTimeDeadlock",
     "new_event_loop",
     "run",
 ]

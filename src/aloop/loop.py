@@ -110,7 +110,13 @@ class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # 
             if executor is None:
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
-        return futures.wrap_future(executor.submit(func, *args), loop=self)
+        future = futures.wrap_future(executor.submit(func, *args), loop=self)
+        if self._vclock is not None:
+            # Virtual time must not jump while the job runs in real time.
+            hold = self._vclock.hold()
+            hold.acquire()
+            future.add_done_callback(hold.release)
+        return future
 
     def set_default_executor(self, executor: Any) -> None:
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
@@ -123,6 +129,10 @@ class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # 
         if self._default_executor is None:
             return
         future = self.create_future()
+        if self._vclock is not None:
+            hold = self._vclock.hold()
+            hold.acquire()
+            future.add_done_callback(hold.release)
         thread = threading.Thread(target=self._do_shutdown, args=(future,))
         thread.start()
         try:

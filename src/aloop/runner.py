@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from asyncio import events
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from aloop._core.clock import VirtualClock
 from aloop.loop import Loop
 
 __all__ = ["EventLoopPolicy", "new_event_loop", "run"]
@@ -14,9 +16,14 @@ __all__ = ["EventLoopPolicy", "new_event_loop", "run"]
 _T = TypeVar("_T")
 
 
-def new_event_loop() -> Loop:
-    """A new aloop event loop (pass it as ``loop_factory`` to asyncio)."""
-    return Loop()  # type: ignore[abstract]  # network and subprocess API: issues 3, 4
+def new_event_loop(
+    *, virtual_time: bool | VirtualClock = False, backend: str | None = None
+) -> Loop:
+    """A new aloop event loop (pass it as ``loop_factory`` to asyncio).
+
+    ``virtual_time=True`` (or a ``VirtualClock``) runs it on virtual time.
+    """
+    return Loop(virtual_time=virtual_time, backend=backend)  # type: ignore[abstract]
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -26,17 +33,27 @@ class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
         return Loop()  # type: ignore[abstract]  # network and subprocess API: issues 3, 4
 
 
-def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
+def run(
+    main: Coroutine[Any, Any, _T],
+    *,
+    debug: bool | None = None,
+    virtual_time: bool | VirtualClock = False,
+) -> _T:
     """Run ``main`` on a new aloop loop with ``asyncio.run``'s exact semantics.
 
     The loop is created, ``main`` runs as a task, leftover tasks are cancelled,
     async generators and the default executor are shut down, and the loop is
     closed. Ctrl-C cancels the main task, as under ``asyncio.run``.
+
+    ``virtual_time=True`` (or a ``VirtualClock``) runs it on virtual time:
+    sleeps and timeouts take no real time.
     """
     if events._get_running_loop() is not None:
         # Same words as asyncio.run, so code that matches on them keeps working.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    runner = asyncio.Runner(debug=debug, loop_factory=new_event_loop)
+    runner = asyncio.Runner(
+        debug=debug, loop_factory=functools.partial(new_event_loop, virtual_time=virtual_time)
+    )
     try:
         # asyncio.run makes its loop the current one for the run, and then
         # none; a Runner given a loop_factory does neither, so do it here.

@@ -28,6 +28,8 @@ from typing import Any, Final
 from mypy_extensions import mypyc_attr
 
 from aloop._core import debug, errors
+from aloop._core.clock import VirtualClock
+from aloop._core.deadlock import VirtualTimeDeadlock, describe_deadlock
 from aloop._core.fdtable import FdTable, fileobj_to_fd
 from aloop._core.handles import Handle, TimerHandle, run_handle
 from aloop._core.hooks import Instruments
@@ -45,6 +47,9 @@ _Future: Final = asyncio.Future
 # Polling on every iteration instead would cost an epoll_wait per callback.
 POLL_INTERVAL: Final = 0.0002
 
+# How often a virtual-time loop re-checks while outside work holds time (s).
+HOLD_RECHECK: Final = 0.01
+
 _HAS_EAGER_TASKS: Final = sys.version_info >= (3, 12)
 
 # asyncio.constants.DEBUG_STACK_DEPTH
@@ -55,8 +60,14 @@ _DEBUG_STACK_DEPTH: Final = 10
 class BaseLoop:
     """Scheduling core shared by every aloop loop."""
 
-    def __init__(self, *, backend: str | None = None) -> None:
-        """``backend``: "epoll" or "poll"; by default epoll where the OS has it."""
+    def __init__(
+        self, *, backend: str | None = None, virtual_time: bool | VirtualClock = False
+    ) -> None:
+        """``backend``: "epoll" or "poll" (default: epoll where the OS has it).
+
+        ``virtual_time``: True, or a ``VirtualClock``, runs the loop on virtual
+        time (see ``aloop._core.clock``).
+        """
         # Counts as closed until fully built, so __del__ leaves a half-built loop alone.
         self._closed = True
         self._stopping = False
@@ -88,14 +99,36 @@ class BaseLoop:
         self._next_poll = 0.0
         # A forked child must not share this loop's epoll and wakeup fds.
         self._pid = os.getpid()
+        self._vclock: VirtualClock | None = None
+        if virtual_time is True:
+            self._vclock = VirtualClock()
+        elif isinstance(virtual_time, VirtualClock):
+            self._vclock = virtual_time
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
         self._closed = False
 
     # -- state ---------------------------------------------------------------
 
     def time(self) -> float:
-        """The loop's clock: ``time.monotonic()``."""
+        """The loop's clock: ``time.monotonic()``, or the virtual clock's time."""
+        clock = self._vclock
+        if clock is not None:
+            return clock.now
         return _monotonic()
+
+    @property
+    def virtual_clock(self) -> VirtualClock | None:
+        """The ``VirtualClock`` driving this loop, or None on real time."""
+        return self._vclock
+
+    def use_virtual_time(self, clock: VirtualClock | None = None) -> VirtualClock:
+        """Switch this (stopped, timer-less) loop to virtual time; return the clock."""
+        if self.is_running():
+            raise RuntimeError("cannot switch a running event loop to virtual time")
+        if self._timers.heap:
+            raise RuntimeError("cannot switch to virtual time with timers scheduled on real time")
+        self._vclock = clock if clock is not None else VirtualClock()
+        return self._vclock
 
     def is_running(self) -> bool:
         return self._thread_id is not None
@@ -356,6 +389,8 @@ class BaseLoop:
                 if now >= self._next_poll:
                     self._next_poll = now + POLL_INTERVAL
                     self._poll(0.0)
+        elif self._vclock is not None:
+            self._idle_virtual(self._vclock)
         else:
             timeout = -1.0
             if timers.heap:
@@ -376,6 +411,32 @@ class BaseLoop:
             if not handle._cancelled:
                 run_handle(handle)
         handle = None  # see run_handle: no reference cycles through this frame
+
+    def _idle_virtual(self, clock: VirtualClock) -> None:
+        """Nothing is ready on a virtual-time loop: see I/O, wait for held work, or jump."""
+        if len(self._fds):
+            # Real sockets, pipes and children keep working under virtual time.
+            self._poll(0.0)
+            if self._ready:
+                return
+        timers = self._timers
+        if timers.heap and timers.first_when() <= clock.now:
+            return  # advance() already made it due: run it before going idle
+        if clock.has_idle_waiters():
+            clock.wake_idle_waiters()
+            return
+        if clock.holds:
+            # Outside work (an executor job, a hold) will wake the loop; wait
+            # for it in real time, re-checking now and then for released holds.
+            self._poll(HOLD_RECHECK)
+            return
+        if timers.heap and clock.autojump:
+            clock.jump_to(timers.first_when())
+            return
+        if len(self._fds):
+            self._poll(-1.0)  # only I/O from outside can wake the loop now
+            return
+        raise VirtualTimeDeadlock(describe_deadlock(self, clock))
 
     def _poll(self, timeout: float) -> None:
         instruments = self._instruments

@@ -1,0 +1,38 @@
+"""Testing helpers: virtual-time loops for pytest, pytest-asyncio and anyio.
+
+The pytest plugin (``aloop.testing.pytest_plugin``, registered through the
+``pytest11`` entry point) adds the ``aloop`` marker and the ``aloop_clock``
+fixture. For pytest-asyncio (1.4+) and anyio, ``loop_factories`` and
+``loop_factory`` give factories to plug into their own hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+
+from aloop._core.clock import VirtualClock
+from aloop.runner import new_event_loop
+
+__all__ = ["loop_factories", "loop_factory"]
+
+
+def loop_factory(
+    *, virtual_time: bool = True, start: float = 0.0, autojump: bool = True
+) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A factory of aloop loops, each with a fresh virtual clock (unless disabled)."""
+    if not virtual_time:
+        return new_event_loop
+
+    def make() -> asyncio.AbstractEventLoop:
+        return new_event_loop(virtual_time=VirtualClock(start, autojump=autojump))
+
+    return functools.update_wrapper(make, new_event_loop)
+
+
+def loop_factories(
+    *, virtual_time: bool = True, name: str = "aloop"
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """For pytest-asyncio's ``pytest_asyncio_loop_factories`` hook."""
+    return {name: loop_factory(virtual_time=virtual_time)}
