@@ -149,3 +149,17 @@ def test_hook_names_are_public() -> None:
         "before_io_wait",
         "after_io_wait",
     }
+
+
+def test_failed_task_creation_does_not_hold_back_reports(aloop_loop: aloop.Loop) -> None:
+    rec = Recorder()
+    aloop_loop.add_instrument(rec)
+    with pytest.raises(TypeError):
+        aloop_loop.create_task("not a coroutine")  # type: ignore[arg-type]
+
+    async def later() -> None:
+        pass
+
+    aloop_loop.run_until_complete(aloop_loop.create_task(later(), name="later"))
+    names = [e for e in rec.events if e[1] == "later"]
+    assert names[:3] == [("spawned", "later"), ("scheduled", "later"), ("step", "later")]

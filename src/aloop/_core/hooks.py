@@ -95,10 +95,10 @@ class Instruments:
         self._deferring = True
 
     def spawned(self, task: Any) -> None:
-        """Report a new task, then any step it queued while it was being built."""
+        """Report a new task (None: creating it failed), then the steps it queued."""
         deferred, self._deferred = self._deferred, []
         self._deferring = False
-        if self.spawns:
+        if self.spawns and task is not None:
             self.call("task_spawned", task)
         for queued in deferred:
             self.call("task_scheduled", queued)

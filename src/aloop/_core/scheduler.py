@@ -270,10 +270,26 @@ class BaseLoop:
         if kwargs and not _HAS_EAGER_TASKS:
             _refuse_eager_start(kwargs)
         instruments = self._instruments
-        if instruments is not None:
-            # The Task queues its first step while being built; report that
-            # after the spawn, not before it.
-            instruments.defer_schedules()
+        if instruments is None:
+            return self._make_task(coro, name, context, kwargs)
+        # The Task queues its first step while being built; report that
+        # after the spawn, not before it.
+        instruments.defer_schedules()
+        try:
+            task = self._make_task(coro, name, context, kwargs)
+        except BaseException:
+            instruments.spawned(None)
+            raise
+        instruments.spawned(task)
+        return task
+
+    def _make_task(
+        self,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+        name: str | None,
+        context: contextvars.Context | None,
+        kwargs: dict[str, Any],
+    ) -> asyncio.Task[Any]:
         factory = self._task_factory
         if factory is None:
             if kwargs:
@@ -282,15 +298,13 @@ class BaseLoop:
                 task = _Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
             if self._debug:
                 _trim_source_traceback(task)
-        else:
-            if context is not None:
-                kwargs["context"] = context
-            task = factory(self, coro, **kwargs)
-            if name is not None:
-                task.set_name(name)
-        if instruments is not None:
-            instruments.spawned(task)
-        return task
+            return task
+        if context is not None:
+            kwargs["context"] = context
+        made: asyncio.Task[Any] = factory(self, coro, **kwargs)
+        if name is not None:
+            made.set_name(name)
+        return made
 
     def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
         if factory is not None and not callable(factory):
