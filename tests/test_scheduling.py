@@ -553,3 +553,33 @@ def test_loop_inherited_through_fork_refuses_to_run(aloop_loop: aloop.Loop) -> N
     a.close()
     b.close()
     assert got == [b"x"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [([], {"PYTHONASYNCIODEBUG": "1"}), (["-X", "dev"], {}), ([], {})],
+    ids=["PYTHONASYNCIODEBUG", "X-dev", "off"],
+)
+def test_debug_mode_follows_the_environment_like_asyncio(
+    flags: list[str], env: dict[str, str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    program = (
+        "import asyncio, aloop\n"
+        "for make in (asyncio.new_event_loop, aloop.new_event_loop):\n"
+        "    loop = make()\n"
+        "    print(loop.get_debug())\n"
+        "    loop.close()\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONASYNCIODEBUG"}
+    out = subprocess.run(
+        [sys.executable, *flags, "-c", program],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[0] == out[1] == ("False" if not flags and not env else "True")
