@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from aloop._core.taskinfo import awaiting, suspension_stack
+
 __all__ = ["VirtualTimeDeadlock", "describe_deadlock", "describe_task"]
 
 
@@ -12,24 +14,10 @@ class VirtualTimeDeadlock(RuntimeError):
     """Nothing can ever wake a virtual-time loop: no ready work, timer, I/O or held work."""
 
 
-def _suspension_point(task: asyncio.Task[Any]) -> str:
-    """Where the task's coroutine chain is suspended, innermost last."""
-    places = []
-    coro: Any = task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            break
-        places.append(f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return " -> ".join(places) or "not started"
-
-
 def describe_task(task: asyncio.Task[Any]) -> str:
     """One line: the task's name, what it awaits, and where it is suspended."""
-    waiter = getattr(task, "_fut_waiter", None)
-    awaiting = "nothing (scheduled)" if waiter is None else repr(waiter)
-    return f"{task.get_name()!r} awaits {awaiting}, suspended in {_suspension_point(task)}"
+    where = " -> ".join(suspension_stack(task)) or "not started"
+    return f"{task.get_name()!r} awaits {awaiting(task)}, suspended in {where}"
 
 
 def describe_deadlock(loop: Any, clock: Any) -> str:

@@ -1,0 +1,1 @@
+"""Observability built on the scheduler's instrument hooks (interpreted, never compiled)."""

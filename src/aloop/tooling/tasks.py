@@ -1,0 +1,213 @@
+"""Every task's life: state, parent, children, steps, CPU time and how it ended.
+
+``TaskTracker`` is an instrument: attached to a loop (``track(loop)``) it
+records each task from creation to exit. ``snapshot(loop)`` combines those
+records with what each live task is doing right now (what it awaits, where it
+is suspended) into ``TaskInfo`` rows; ``format_tree`` prints them as the task
+tree, each task under the task that created it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from aloop._core.taskinfo import awaiting, suspension_stack
+
+__all__ = ["TaskInfo", "TaskRecord", "TaskTracker", "format_tree", "snapshot", "track"]
+
+# States of the guide's life cycle; "waiting" is a started task that awaits something.
+CREATED, SCHEDULED, RUNNING, WAITING = "created", "scheduled", "running", "waiting"
+FINISHED, FAILED, CANCELLED = "finished", "failed", "cancelled"
+
+
+@dataclass(eq=False)
+class TaskRecord:
+    """What the tracker saw of one task."""
+
+    task: weakref.ref[asyncio.Task[Any]]
+    last_name: str
+    created: float
+    parent: TaskRecord | None = None
+    state: str = CREATED
+    steps: int = 0
+    cpu: float = 0.0
+    longest_step: float = 0.0
+    cancelled_by: str | None = None
+    ended: float | None = None
+    children: list[TaskRecord] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The task's name now (names may be set after creation), or its last one."""
+        task = self.task()
+        if task is not None:
+            self.last_name = task.get_name()
+        return self.last_name
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One task in a snapshot."""
+
+    name: str
+    state: str
+    parent: str | None
+    children: tuple[str, ...]
+    awaiting: str
+    stack: tuple[str, ...]
+    age: float
+    steps: int
+    cpu: float
+    cancelled_by: str | None
+
+
+class TaskTracker:
+    """Instrument recording each task's life cycle on one loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, history: int = 1000) -> None:
+        self._loop = loop
+        # Live tasks only: a record must not keep its task alive.
+        self.records: weakref.WeakKeyDictionary[asyncio.Task[Any], TaskRecord] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: The most recently ended tasks' records, newest last.
+        self.ended: collections.deque[TaskRecord] = collections.deque(maxlen=history)
+        self._step_started = 0.0
+
+    def record(self, task: asyncio.Task[Any]) -> TaskRecord:
+        """The task's record, made on first sight for tasks created before tracking."""
+        rec = self.records.get(task)
+        if rec is None:
+            rec = TaskRecord(weakref.ref(task), task.get_name(), time.monotonic())
+            self.records[task] = rec
+        return rec
+
+    # -- hooks -------------------------------------------------------------
+
+    def task_spawned(self, task: asyncio.Task[Any]) -> None:
+        parent = asyncio.current_task(self._loop)
+        rec = TaskRecord(weakref.ref(task), task.get_name(), time.monotonic())
+        if parent is not None:
+            rec.parent = self.record(parent)
+            rec.parent.children.append(rec)
+        self.records[task] = rec
+
+    def task_scheduled(self, task: asyncio.Task[Any]) -> None:
+        rec = self.record(task)
+        if rec.state != RUNNING:
+            rec.state = SCHEDULED
+        if rec.cancelled_by is None and task.cancelling():
+            # A cancel() wakes the task: whoever runs now asked for it.
+            current = asyncio.current_task(self._loop)
+            rec.cancelled_by = current.get_name() if current is not None else "a loop callback"
+
+    def before_task_step(self, task: asyncio.Task[Any]) -> None:
+        self.record(task).state = RUNNING
+        self._step_started = time.thread_time()
+
+    def after_task_step(self, task: asyncio.Task[Any]) -> None:
+        rec = self.record(task)
+        spent = time.thread_time() - self._step_started
+        rec.steps += 1
+        rec.cpu += spent
+        rec.longest_step = max(rec.longest_step, spent)
+        if rec.state == RUNNING:
+            rec.state = WAITING
+
+    def task_exited(self, task: asyncio.Task[Any]) -> None:
+        rec = self.record(task)
+        rec.last_name = task.get_name()
+        rec.ended = time.monotonic()
+        rec.state = _ending(task)
+        self.ended.append(rec)
+
+
+def track(loop: Any) -> TaskTracker:
+    """The loop's tracker, attaching one on first use."""
+    tracker = getattr(loop, "_aloop_task_tracker", None)
+    if tracker is None:
+        tracker = TaskTracker(loop)
+        loop.add_instrument(tracker)
+        loop._aloop_task_tracker = tracker
+    return tracker
+
+
+def _ending(task: asyncio.Task[Any]) -> str:
+    if task.cancelled():
+        return CANCELLED
+    return FAILED if task.exception() is not None else FINISHED
+
+
+def _state(task: asyncio.Task[Any], rec: TaskRecord | None) -> str:
+    if task.done():
+        return _ending(task)
+    if rec is not None:
+        return rec.state
+    return WAITING if getattr(task, "_fut_waiter", None) is not None else SCHEDULED
+
+
+def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
+    """Every task of ``loop`` now, tracked details included where a tracker is attached."""
+    tracker: TaskTracker | None = getattr(loop, "_aloop_task_tracker", None)
+    tasks = set(asyncio.all_tasks(loop))
+    now = time.monotonic()
+    rows: list[TaskInfo] = []
+    if tracker is not None and include_done:
+        rows.extend(_ended_row(rec, now) for rec in tracker.ended)
+    for task in tasks:
+        rec = tracker.records.get(task) if tracker is not None else None
+        rows.append(
+            TaskInfo(
+                name=task.get_name(),
+                state=_state(task, rec),
+                parent=rec.parent.name if rec and rec.parent else None,
+                children=tuple(child.name for child in rec.children) if rec else (),
+                awaiting=awaiting(task, loop),
+                stack=tuple(suspension_stack(task)),
+                age=now - rec.created if rec else 0.0,
+                steps=rec.steps if rec else 0,
+                cpu=rec.cpu if rec else 0.0,
+                cancelled_by=rec.cancelled_by if rec else None,
+            )
+        )
+    return sorted(rows, key=lambda row: row.name)
+
+
+def _ended_row(rec: TaskRecord, now: float) -> TaskInfo:
+    return TaskInfo(
+        name=rec.name,
+        state=rec.state,
+        parent=rec.parent.name if rec.parent else None,
+        children=tuple(child.name for child in rec.children),
+        awaiting="nothing (done)",
+        stack=(),
+        age=now - rec.created,
+        steps=rec.steps,
+        cpu=rec.cpu,
+        cancelled_by=rec.cancelled_by,
+    )
+
+
+def format_tree(rows: list[TaskInfo]) -> str:
+    """The tasks as a tree under their parents, one line each."""
+    by_name = {row.name: row for row in rows}
+    kids: dict[str | None, list[TaskInfo]] = {}
+    for row in rows:
+        parent = row.parent if row.parent in by_name else None
+        kids.setdefault(parent, []).append(row)
+    lines: list[str] = []
+
+    def emit(row: TaskInfo, depth: int) -> None:
+        detail = f"{row.state}, awaits {row.awaiting}" if row.state == WAITING else row.state
+        lines.append(f"{'  ' * depth}{row.name} [{detail}] steps={row.steps}")
+        for child in kids.get(row.name, []):
+            emit(child, depth + 1)
+
+    for root in kids.get(None, []):
+        emit(root, 0)
+    return "\n".join(lines)

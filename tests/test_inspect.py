@@ -1,0 +1,188 @@
+"""aloop.inspect: task states, tree, what tasks await, and who cancelled whom."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+import pytest
+
+import aloop
+import aloop.inspect
+
+
+def test_fan_out_tree_states_and_waits() -> None:
+    loop = aloop.new_event_loop()
+    aloop.inspect.track(loop)
+    seen: dict[str, aloop.inspect.TaskInfo] = {}
+    tree: list[str] = []
+
+    async def fetch(i: int, gate: asyncio.Event) -> int:
+        await gate.wait()
+        return i
+
+    async def sleeper() -> None:
+        await asyncio.sleep(30)
+
+    async def reader(sock: socket.socket) -> bytes:
+        return await _readable(sock)
+
+    async def _readable(sock: socket.socket) -> bytes:
+        fut = loop.create_future()
+        loop.add_reader(sock, fut.set_result, None)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(sock)
+        return sock.recv(1)
+
+    async def crawler() -> list[int]:
+        gate = asyncio.Event()
+        workers = [asyncio.create_task(fetch(i, gate), name=f"fetch-{i}") for i in range(3)]
+        sleepy = asyncio.create_task(sleeper(), name="sleeper")
+        a, b = socket.socketpair()
+        io = asyncio.create_task(reader(a), name="reader")
+        gathered = asyncio.gather(*workers)
+        await asyncio.sleep(0.01)
+        for row in aloop.inspect.snapshot(loop):
+            seen[row.name] = row
+        tree.append(aloop.inspect.format_tree(aloop.inspect.snapshot(loop)))
+        gate.set()
+        b.send(b"x")
+        await io
+        sleepy.cancel()
+        a.close()
+        b.close()
+        return await gathered
+
+    assert loop.run_until_complete(loop.create_task(crawler(), name="crawler")) == [0, 1, 2]
+    loop.close()
+
+    # The crawler took the snapshot itself: it is the running task.
+    assert seen["crawler"].state == "running"
+    assert seen["crawler"].children == ("fetch-0", "fetch-1", "fetch-2", "sleeper", "reader")
+    assert seen["fetch-1"].parent == "crawler" and seen["fetch-1"].state == "waiting"
+    assert seen["fetch-1"].stack[0].startswith("fetch() at ")
+    assert any(frame.startswith("wait() at ") for frame in seen["fetch-1"].stack)
+    assert seen["sleeper"].awaiting.startswith("sleep until t=")
+    assert "s left" in seen["sleeper"].awaiting
+    assert seen["reader"].awaiting.startswith("I/O: fd ") and "readable" in seen["reader"].awaiting
+    assert seen["crawler"].steps >= 1
+    lines = tree[0].splitlines()
+    assert lines[0].startswith("crawler [running] steps=")
+    assert "  fetch-0 [waiting, awaits <Future pending" in tree[0]
+    assert "  sleeper [waiting, awaits sleep until" in tree[0]
+
+
+def test_ended_tasks_say_how_and_who_cancelled() -> None:
+    loop = aloop.new_event_loop()
+    tracker = aloop.inspect.track(loop)
+    reported: list[str] = []
+    loop.set_exception_handler(lambda lp, ctx: reported.append(ctx["message"]))
+
+    async def victim() -> None:
+        await asyncio.sleep(10)
+
+    async def crash() -> None:
+        raise ValueError("fire and forget")
+
+    async def killer(target: asyncio.Task[None]) -> None:
+        target.cancel()
+
+    async def main() -> list[aloop.inspect.TaskInfo]:
+        asyncio.current_task().set_name("main")  # type: ignore[union-attr]
+        v = asyncio.create_task(victim(), name="victim")
+        crashed = asyncio.create_task(crash(), name="crash")
+        await asyncio.sleep(0)
+        await asyncio.create_task(killer(v), name="killer")
+        await asyncio.gather(v, crashed, return_exceptions=True)
+        return aloop.inspect.snapshot(loop, include_done=True)
+
+    rows = {row.name: row for row in loop.run_until_complete(main())}
+    loop.close()
+    assert rows["victim"].state == "cancelled"
+    assert rows["victim"].cancelled_by == "killer"
+    assert rows["crash"].state == "failed"
+    assert rows["killer"].state == "finished"
+    assert rows["killer"].parent == "main"
+    assert all(rec.state in {"finished", "failed", "cancelled"} for rec in tracker.records.values())
+
+
+def test_snapshot_without_tracker_still_sees_tasks() -> None:
+    loop = aloop.new_event_loop()
+
+    async def main() -> list[aloop.inspect.TaskInfo]:
+        background = asyncio.create_task(asyncio.sleep(5), name="bg")
+        await asyncio.sleep(0)
+        rows = aloop.inspect.snapshot(loop)
+        background.cancel()
+        return rows
+
+    rows = {row.name: row for row in loop.run_until_complete(main())}
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()
+    assert rows["bg"].state == "waiting" and rows["bg"].awaiting.startswith("sleep until")
+    assert rows["bg"].parent is None  # parents are known only from tracking
+
+
+def test_tracking_costs_nothing_when_off() -> None:
+    loop = aloop.new_event_loop()
+    assert loop._instruments is None
+    aloop.inspect.track(loop)
+    assert loop._instruments is not None
+    assert aloop.inspect.track(loop) is aloop.inspect.track(loop)
+    loop.close()
+
+
+def test_watchdog_reports_a_block_while_it_is_happening(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from aloop.tooling.watchdog import Watchdog
+
+    loop = aloop.new_event_loop()
+    seen_during_block: list[int] = []
+
+    def blocking_callback(watchdog: Watchdog) -> None:
+        # Block until the watchdog has spoken (or give up after 10 s), then
+        # note what it had reported before this callback returned.
+        before = len(watchdog.reports)
+        deadline = time.monotonic() + 10
+        while len(watchdog.reports) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_during_block.append(len(watchdog.reports) - before)
+
+    async def blocking_task(watchdog: Watchdog) -> None:
+        await asyncio.sleep(0)
+        blocking_callback(watchdog)
+
+    with caplog.at_level(logging.WARNING, logger="aloop.watchdog"), Watchdog(loop, 0.05) as dog:
+        loop.call_soon(blocking_callback, dog)
+        loop.run_until_complete(loop.create_task(blocking_task(dog), name="blocker"))
+        loop.run_until_complete(asyncio.sleep(0.1))  # quick callbacks: no report
+    loop.close()
+    assert seen_during_block == [1, 1]
+    assert len(dog.reports) == 2
+    assert dog.reports[0].what.startswith("callback <Handle ")
+    assert dog.reports[1].what.startswith("task 'blocker'")
+    assert "in blocking_callback" in dog.reports[1].stack
+    assert "event loop blocked for" in caplog.records[0].getMessage()
+
+
+def test_loop_stats() -> None:
+    from aloop.tooling.stats import LoopStats
+
+    loop = aloop.new_event_loop()
+    stats = LoopStats.attach(loop)
+
+    async def main() -> None:
+        await asyncio.gather(*(asyncio.sleep(0.01) for _ in range(10)))
+
+    loop.run_until_complete(main())
+    snap = stats.snapshot()
+    loop.close()
+    assert snap.callbacks >= 20  # ten sleeps' timers and wake-ups, the gather, the main task
+    assert snap.polls >= 1 and snap.idle > 0 and snap.busy > 0
+    assert 0 < snap.utilisation < 1
+    assert snap.longest_callback <= snap.busy
