@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +190,44 @@ def test_loop_stats() -> None:
     assert snap.polls >= 1 and snap.idle > 0 and snap.busy > 0
     assert 0 < snap.utilisation < 1
     assert snap.longest_callback <= snap.busy
+
+
+def test_trace_file_is_valid_chrome_trace_json(tmp_path: Path) -> None:
+    out = tmp_path / "trace.json"
+
+    async def child(i: int) -> int:
+        await asyncio.sleep(0.001 * i)
+        return i
+
+    async def main() -> int:
+        asyncio.get_running_loop().call_soon(print, "a plain callback")
+        results = await asyncio.gather(
+            *(asyncio.create_task(child(i), name=f"child-{i}") for i in range(3))
+        )
+        return sum(results)
+
+    assert aloop.run(main(), trace=str(out)) == 3
+    data = json.loads(out.read_text())
+    events = data["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert names[0] == "event loop"
+    assert {"child-0", "child-1", "child-2"} <= set(names.values())
+    for event in events:
+        assert event["ph"] in {"X", "i", "M"} and event["pid"] == 1
+        if event["ph"] != "M":
+            assert event["ts"] >= 0 and event["tid"] in names
+        if event["ph"] == "X":
+            assert event["dur"] >= 0
+    by_track: dict[int, list[dict[str, Any]]] = {}
+    for event in events:
+        if event["ph"] == "X":
+            by_track.setdefault(event["tid"], []).append(event)
+    for spans in by_track.values():  # spans on one track never overlap
+        spans.sort(key=lambda e: e["ts"])
+        for a, b in itertools.pairwise(spans):
+            assert a["ts"] + a["dur"] <= b["ts"] + 1e-3
+    child_track = next(t for t, n in names.items() if n == "child-1")
+    kinds = [e["name"] for e in events if e.get("tid") == child_track and e["ph"] != "M"]
+    assert kinds[0] == "spawned" and kinds[-1] == "finished" and kinds.count("step") == 2
+    assert any(e["name"] == "I/O wait" for e in events)
+    assert any(e["name"] == "callback" and "print" in e["args"]["handle"] for e in events)

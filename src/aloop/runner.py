@@ -38,6 +38,7 @@ def run(
     *,
     debug: bool | None = None,
     virtual_time: bool | VirtualClock = False,
+    trace: str | None = None,
 ) -> _T:
     """Run ``main`` on a new aloop loop with ``asyncio.run``'s exact semantics.
 
@@ -46,13 +47,20 @@ def run(
     closed. Ctrl-C cancels the main task, as under ``asyncio.run``.
 
     ``virtual_time=True`` (or a ``VirtualClock``) runs it on virtual time:
-    sleeps and timeouts take no real time.
+    sleeps and timeouts take no real time. ``trace="out.json"`` records task
+    steps, callbacks and I/O waits to a Perfetto / Chrome trace file.
     """
     if events._get_running_loop() is not None:
         # Same words as asyncio.run, so code that matches on them keeps working.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    recorder = None
+    if trace is not None:
+        from aloop.tooling.trace import Trace
+
+        recorder = Trace()
     runner = asyncio.Runner(
-        debug=debug, loop_factory=functools.partial(new_event_loop, virtual_time=virtual_time)
+        debug=debug,
+        loop_factory=functools.partial(_make_loop, virtual_time=virtual_time, trace=recorder),
     )
     try:
         # asyncio.run makes its loop the current one for the run, and then
@@ -62,3 +70,12 @@ def run(
     finally:
         runner.close()
         events.set_event_loop(None)
+        if recorder is not None and trace is not None:
+            recorder.save(trace)
+
+
+def _make_loop(*, virtual_time: bool | VirtualClock, trace: object) -> Loop:
+    loop = new_event_loop(virtual_time=virtual_time)
+    if trace is not None:
+        loop.add_instrument(trace)
+    return loop
