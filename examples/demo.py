@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aloop
+from aloop.inspect import task_outcome
 
 
 def fib(n: int) -> int:
@@ -93,8 +94,8 @@ class LifeCycle:
             steps.append("running")
 
     def task_exited(self, task: asyncio.Task[Any]) -> None:
-        how = "cancelled" if task.cancelled() else "failed" if task.exception() else "finished"
-        self.history[task].append(f"done ({how})")
+        # Not task.exception(): that would mark a failure as retrieved.
+        self.history[task].append(f"done ({task_outcome(task)})")
 
     def before_callback(self, handle: Any) -> None:
         self.counts["callbacks"] += 1

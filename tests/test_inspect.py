@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import logging
+import re
 import socket
 import time
 from pathlib import Path
@@ -231,3 +232,28 @@ def test_trace_file_is_valid_chrome_trace_json(tmp_path: Path) -> None:
     assert kinds[0] == "spawned" and kinds[-1] == "finished" and kinds.count("step") == 2
     assert any(e["name"] == "I/O wait" for e in events)
     assert any(e["name"] == "callback" and "print" in e["args"]["handle"] for e in events)
+
+
+def test_never_retrieved_exception_names_parent_and_creation_site(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = aloop.new_event_loop()
+    aloop.inspect.track(loop)
+
+    async def crash() -> None:
+        raise ValueError("nobody looks at me")
+
+    async def main() -> None:
+        asyncio.current_task().set_name("main")  # type: ignore[union-attr]
+        asyncio.create_task(crash(), name="fire-and-forget")  # noqa: RUF006 (the point)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.run_until_complete(main())
+    loop.close()
+    messages = [r.getMessage() for r in caplog.records]
+    report = next(m for m in messages if m.startswith("Task exception was never retrieved"))
+    assert "task_parent: 'main'" in report
+    assert re.search(r"task_created_at: '.*test_inspect.py:\d+ in main'", report), report
+    assert "fire-and-forget" in report

@@ -5,6 +5,15 @@ rows = aloop.inspect.snapshot(loop)        # list of TaskInfo
 print(aloop.inspect.format_tree(rows))
 """
 
+from aloop._core.taskinfo import task_outcome
 from aloop.tooling.tasks import TaskInfo, TaskRecord, TaskTracker, format_tree, snapshot, track
 
-__all__ = ["TaskInfo", "TaskRecord", "TaskTracker", "format_tree", "snapshot", "track"]
+__all__ = [
+    "TaskInfo",
+    "TaskRecord",
+    "TaskTracker",
+    "format_tree",
+    "snapshot",
+    "task_outcome",
+    "track",
+]

@@ -9,7 +9,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["awaiting", "suspension_stack"]
+__all__ = ["awaiting", "suspension_stack", "task_outcome"]
+
+
+def task_outcome(task: asyncio.Future[Any]) -> str:
+    """ "finished", "failed" or "cancelled" for a done task, without consuming it.
+
+    ``task.exception()`` would mark the exception as retrieved, and asyncio
+    would then never report "Task exception was never retrieved": an
+    observer must not change what the program sees, so read ``_exception``.
+    """
+    if task.cancelled():
+        return "cancelled"
+    return "failed" if getattr(task, "_exception", None) is not None else "finished"
 
 
 def suspension_stack(task: asyncio.Task[Any]) -> list[str]:

@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from aloop._core.taskinfo import awaiting, suspension_stack
+from aloop._core.taskinfo import awaiting, suspension_stack, task_outcome
 
 __all__ = ["TaskInfo", "TaskRecord", "TaskTracker", "format_tree", "snapshot", "track"]
+
+_SKIPPED_DIRS = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # aloop
+    os.path.dirname(os.path.abspath(asyncio.__file__)),
+)
 
 # States of the guide's life cycle; "waiting" is a started task that awaits something.
 CREATED, SCHEDULED, RUNNING, WAITING = "created", "scheduled", "running", "waiting"
@@ -39,6 +46,7 @@ class TaskRecord:
     longest_step: float = 0.0
     cancelled_by: str | None = None
     ended: float | None = None
+    created_at: str | None = None
     children: list[TaskRecord] = field(default_factory=list)
 
     @property
@@ -92,6 +100,7 @@ class TaskTracker:
     def task_spawned(self, task: asyncio.Task[Any]) -> None:
         parent = asyncio.current_task(self._loop)
         rec = TaskRecord(weakref.ref(task), task.get_name(), time.monotonic())
+        rec.created_at = _creation_site()
         if parent is not None:
             rec.parent = self.record(parent)
             rec.parent.children.append(rec)
@@ -123,29 +132,59 @@ class TaskTracker:
         rec = self.record(task)
         rec.last_name = task.get_name()
         rec.ended = time.monotonic()
-        rec.state = _ending(task)
+        rec.state = task_outcome(task)
         self.ended.append(rec)
 
 
+def _creation_site() -> str | None:
+    """``file:line in func`` of the code that created the task (outside aloop and asyncio)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_SKIPPED_DIRS):
+            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 def track(loop: Any) -> TaskTracker:
-    """The loop's tracker, attaching one on first use."""
+    """The loop's tracker, attaching one on first use.
+
+    It also adds the task's parent and creation site to what the loop's
+    exception handler reports about a task ("Task exception was never
+    retrieved", "Task was destroyed but it is pending!").
+    """
     tracker = getattr(loop, "_aloop_task_tracker", None)
     if tracker is None:
         tracker = TaskTracker(loop)
         loop.add_instrument(tracker)
         loop._aloop_task_tracker = tracker
+        loop.set_exception_handler(_Enricher(tracker, loop.get_exception_handler()))
     return tracker
 
 
-def _ending(task: asyncio.Task[Any]) -> str:
-    if task.cancelled():
-        return CANCELLED
-    return FAILED if task.exception() is not None else FINISHED
+class _Enricher:
+    """Exception handler adding tracked facts about the task, then handing on."""
+
+    def __init__(self, tracker: TaskTracker, inner: Any) -> None:
+        self._tracker = tracker
+        self._inner = inner
+
+    def __call__(self, loop: Any, context: dict[str, Any]) -> None:
+        task = context.get("task") or context.get("future")
+        rec = self._tracker.records.get(task) if isinstance(task, asyncio.Task) else None
+        if rec is not None:
+            context.setdefault("task_parent", rec.parent.name if rec.parent else None)
+            context.setdefault("task_created_at", rec.created_at)
+        if self._inner is not None:
+            self._inner(loop, context)
+        else:
+            loop.default_exception_handler(context)
 
 
 def _state(task: asyncio.Task[Any], rec: TaskRecord | None) -> str:
     if task.done():
-        return _ending(task)
+        return task_outcome(task)
     if rec is not None:
         return rec.state
     return WAITING if getattr(task, "_fut_waiter", None) is not None else SCHEDULED

@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+from aloop._core.taskinfo import task_outcome
+
 __all__ = ["Trace"]
 
 _LOOP_TRACK = 0
@@ -86,8 +88,7 @@ class Trace:
         self._span("step", self._track(task), self._step_start)
 
     def task_exited(self, task: asyncio.Task[Any]) -> None:
-        how = "cancelled" if task.cancelled() else "failed" if task.exception() else "finished"
-        self._instant(how, self._track(task))
+        self._instant(task_outcome(task), self._track(task))
         self._tracks.pop(id(task), None)  # ids are reused once the task is gone
 
     def before_callback(self, handle: Any) -> None:
