@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHONS=(3.11 3.12 3.13)
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio)
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13")
 
 # The interpreter for a minor version: pyenv's newest install, else pythonX.Y on PATH.
 python_for() {
