@@ -3,7 +3,7 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHONS=(3.11 3.12 3.13)
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13")
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13" pillow)
 
 # The interpreter for a minor version: pyenv's newest install, else pythonX.Y on PATH.
 python_for() {
@@ -36,4 +36,13 @@ ensure_venv() {
         --force-reinstall "$ROOT" 2>&1 | grep -v "^WARNING: Location" || true
     "$venv/bin/python" -c "import aloop, sys; sys.exit(0 if aloop.COMPILED else 1)" \
         || { echo "aloop did not compile under Python $minor" >&2; return 1; }
+}
+
+# Headless Chromium for the web page test (Debian's package); best effort:
+# without it that test is skipped and says why.
+ensure_chromium() {
+    command -v chromium >/dev/null 2>&1 && return 0
+    command -v apt-get >/dev/null 2>&1 || return 0
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+        >/dev/null 2>&1 || echo "could not install chromium; the web page test will be skipped"
 }

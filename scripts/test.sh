@@ -10,6 +10,8 @@ LOGS="$ROOT/.venv/logs"
 mkdir -p "$LOGS"
 
 echo "== building venvs with aloop compiled by mypyc"
+ensure_chromium &
+chromium_pid=$!
 pids=()
 for minor in "${PYTHONS[@]}"; do
     ensure_venv "$minor" >"$LOGS/build-$minor.log" 2>&1 &
@@ -22,6 +24,8 @@ for i in "${!pids[@]}"; do
         exit 1
     fi
 done
+
+wait "$chromium_pid" || true
 
 echo "== ruff and mypy --strict"
 lint="$(venv_for 3.11)/bin"

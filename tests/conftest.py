@@ -6,8 +6,10 @@ import asyncio
 import gc
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from tests.monitored import Program, run_program
 
 import aloop
 
@@ -47,6 +49,12 @@ def aloop_loop() -> Iterator[aloop.Loop]:
     finally:
         if not loop.is_closed():
             loop.close()
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Iterator[Program]:
+    """A real program running with its monitor on (see tests/monitored.py)."""
+    yield from run_program(tmp_path)
 
 
 def open_fds() -> int:

@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     cancel = sub.add_parser("cancel")
     cancel.add_argument("pid", type=int)
     cancel.add_argument("task")
+    web = sub.add_parser("web")
+    web.add_argument("pid", type=int)
+    web.add_argument("--port", type=int, default=0, help="on 127.0.0.1 (0: any free port)")
     trace = sub.add_parser("trace")
     trace.add_argument("pid", type=int)
     trace.add_argument("--seconds", type=float, default=5.0)
@@ -114,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "cancel":
         print(request(args.pid, {"cmd": "cancel", "task": args.task})["ok"])
+        return 0
+    if args.command == "web":
+        from aloop.tooling.web import serve
+
+        serve(args.pid, args.port)
         return 0
     if args.command == "trace":
         data = request(args.pid, {"cmd": "trace", "seconds": args.seconds})

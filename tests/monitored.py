@@ -1,0 +1,102 @@
+"""A real program running with its monitor on, for the monitor and web tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+from aloop.tooling.monitor import socket_path
+
+PROGRAM = textwrap.dedent(
+    """
+    import asyncio, os, sys, time
+    import aloop
+
+    async def worker():
+        await asyncio.sleep(3600)
+
+    async def parent():
+        await asyncio.gather(*(asyncio.create_task(worker(), name=f"worker-{i}") for i in range(3)))
+
+    async def victim():
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            print("victim cancelled", flush=True)
+            raise
+
+    async def main():
+        asyncio.current_task().set_name("main")
+        family = asyncio.create_task(parent(), name="parent")
+        asyncio.create_task(victim(), name="victim")
+        await asyncio.sleep(0.05)
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        while True:
+            line = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+            if line.startswith("block "):
+                print("blocking", flush=True)
+                flag = line.split(" ", 1)[1]
+                deadline = time.monotonic() + 30
+                while not os.path.exists(flag) and time.monotonic() < deadline:
+                    time.sleep(0.01)   # the loop is blocked here
+                print("unblocked", flush=True)
+            elif line in ("", "exit"):
+                break
+        family.cancel()
+
+    aloop.run(main(), monitor=True)
+    """
+)
+
+
+class Program:
+    def __init__(self, tmp: Path) -> None:
+        script = tmp / "monitored.py"
+        script.write_text(PROGRAM)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.readline() == "ready"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def readline(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+
+def run_program(tmp_path: Path) -> Iterator[Program]:
+    """The monitored program, stopped (and its socket checked gone) afterwards."""
+    prog = Program(tmp_path)
+    yield prog
+    if prog.proc.poll() is None:
+        prog.send("exit")
+        prog.proc.wait(30)
+    assert not os.path.exists(socket_path(prog.pid)), "the monitor left its socket behind"
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m aloop ARGS`` with a wide terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "aloop", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        env={**os.environ, "COLUMNS": "250"},
+    )
