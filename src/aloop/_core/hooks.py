@@ -58,6 +58,7 @@ class Instruments:
         self.io_waits = False
         self.spawns = False
         self.schedules = False
+        self.per_handle = False
         self._deferring = False
         self._deferred: list[Any] = []
 
@@ -89,6 +90,8 @@ class Instruments:
         self.io_waits = "before_io_wait" in by_hook or "after_io_wait" in by_hook
         self.spawns = "task_spawned" in by_hook
         self.schedules = "task_scheduled" in by_hook
+        # Only these need the slower run step that wraps every callback.
+        self.per_handle = self.callbacks or self.task_steps
 
     def defer_schedules(self) -> None:
         """Hold ``task_scheduled`` reports until the task being built is reported."""

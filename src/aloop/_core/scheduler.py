@@ -38,6 +38,7 @@ from aloop._io.poller import READ, Poller
 from aloop._io.wakeup import Waker
 
 _monotonic: Final = time.monotonic
+_perf_counter: Final = time.perf_counter
 _get_ident: Final = threading.get_ident
 _Task: Final = asyncio.Task
 _Future: Final = asyncio.Future
@@ -99,6 +100,16 @@ class BaseLoop:
         self._next_poll = 0.0
         # A forked child must not share this loop's epoll and wakeup fds.
         self._pid = os.getpid()
+        # Counters for monitors and the watchdog, read from other threads: an
+        # int bump per handle and per poll, nothing more on the hot path.
+        # Only ints and bools: another thread must never read an object
+        # reference that this thread may be dropping at that very moment.
+        self._iterations = 0
+        self._handles_run = 0
+        self._polls = 0
+        self._io_events = 0
+        self._measure_idle = False
+        self._idle_time = 0.0
         self._vclock: VirtualClock | None = None
         if virtual_time is True:
             self._vclock = VirtualClock()
@@ -393,6 +404,7 @@ class BaseLoop:
         """One iteration: poll for I/O, collect due timers, run what is ready."""
         ready = self._ready
         timers = self._timers
+        self._iterations += 1
         if timers.cancelled_count:
             timers.prune()
         if ready or self._stopping:
@@ -416,7 +428,8 @@ class BaseLoop:
         if timers.heap:
             timers.pop_due(self.time() + self._clock_resolution, ready)
         ntodo = len(ready)
-        if self._debug or self._instruments is not None:
+        instruments = self._instruments
+        if self._debug or (instruments is not None and instruments.per_handle):
             self._run_ready_observed(ntodo)
             return
         handle: Handle | None = None
@@ -424,6 +437,7 @@ class BaseLoop:
             handle = ready.popleft()
             if not handle._cancelled:
                 run_handle(handle)
+                self._handles_run += 1
         handle = None  # see run_handle: no reference cycles through this frame
 
     def _idle_virtual(self, clock: VirtualClock) -> None:
@@ -456,15 +470,21 @@ class BaseLoop:
         instruments = self._instruments
         if instruments is not None and instruments.io_waits:
             instruments.call("before_io_wait", timeout)
+        measure = self._measure_idle
+        started = _perf_counter() if measure else 0.0
         self._polling = True
         try:
             event_list = self._poller.poll(timeout)
         finally:
             self._polling = False
+        self._polls += 1
+        if measure:
+            self._idle_time += _perf_counter() - started
         if instruments is not None and instruments.io_waits:
             instruments.call("after_io_wait", len(event_list))
         if not event_list:
             return
+        self._io_events += len(event_list)
         waker_fd = self._waker_fd
         fds = self._fds
         ready = self._ready
@@ -497,6 +517,7 @@ class BaseLoop:
                 self._run_timed(handle)
             else:
                 run_handle(handle)
+            self._handles_run += 1
             instruments = self._instruments
             if instruments is not None:
                 if instruments.callbacks:

@@ -62,11 +62,19 @@ def _peer_uid(conn: socket.socket) -> int:
 class Monitor:
     """Serves ``ps``, ``cancel`` and ``trace`` for one loop on a Unix socket."""
 
-    def __init__(self, loop: Any, *, path: str | None = None, block_threshold: float = 0.1):
+    def __init__(
+        self,
+        loop: Any,
+        *,
+        path: str | None = None,
+        block_threshold: float = 0.1,
+        detail: bool = False,
+    ):
+        """``detail``: also count each task's steps and CPU time (a hook per step)."""
         self._loop = loop
         self.path = path or socket_path(os.getpid())
-        self.tracker = track(loop)
-        self.stats = LoopStats.attach(loop)
+        self.tracker = track(loop, detail=detail)
+        self.stats = LoopStats(loop)
         self.watchdog = Watchdog(loop, block_threshold)
         self._server: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -97,8 +105,6 @@ class Monitor:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
         self.watchdog.stop()
-        if not self._loop.is_closed():
-            self._loop.remove_instrument(self.stats)
 
     # -- serving (monitor thread) ---------------------------------------------------
 
@@ -145,14 +151,18 @@ class Monitor:
                 time.sleep(0.001)
         else:
             rows = []
-        started, handle = self.watchdog._started, self.watchdog._handle
-        blocked = {"for": time.monotonic() - started, "by": repr(handle)} if started else None
+        block = self.watchdog.current_block()
+        running = None
+        if block is not None:
+            running = {"for": block[0], "by": block[1]}
+        stats = dataclasses.asdict(self.stats.snapshot())
+        stats["longest_callback"] = self.watchdog.longest
         return {
             "pid": os.getpid(),
             "time": time.time(),
             "tasks": [dataclasses.asdict(row) for row in rows],
-            "stats": dataclasses.asdict(self.stats.snapshot()),
-            "running": blocked,
+            "stats": stats,
+            "running": running,
         }
 
     def _cancel(self, name: str) -> dict[str, Any]:

@@ -1,4 +1,10 @@
-"""Loop statistics: callbacks run, polls, I/O events, busy vs idle time, longest callback."""
+"""Loop statistics read from the scheduler's own counters (no hook per callback).
+
+``LoopStats(loop)`` takes a baseline when made; ``snapshot()`` gives what
+happened since: iterations, callbacks run, polls, I/O events, time idle in
+polls versus busy, and tasks alive. Making one switches the loop to timing
+its polls (two clock reads per poll).
+"""
 
 from __future__ import annotations
 
@@ -12,65 +18,52 @@ __all__ = ["LoopStats", "StatsSnapshot"]
 
 @dataclass(frozen=True)
 class StatsSnapshot:
+    iterations: int
     callbacks: int
     polls: int
     io_events: int
     busy: float
     idle: float
-    longest_callback: float
     tasks_alive: int
 
     @property
     def utilisation(self) -> float:
-        """Share of measured time spent running callbacks rather than waiting for I/O."""
+        """Share of the time spent running rather than waiting for I/O or timers."""
         total = self.busy + self.idle
         return self.busy / total if total else 0.0
 
 
 class LoopStats:
-    """Instrument counting what the loop does (attach with ``LoopStats.attach(loop)``)."""
+    """Counts of what one aloop loop did since this object was made."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: Any) -> None:
         self._loop = loop
-        self.callbacks = 0
-        self.polls = 0
-        self.io_events = 0
-        self.busy = 0.0
-        self.idle = 0.0
-        self.longest_callback = 0.0
-        self._started = 0.0
+        loop._measure_idle = True
+        self._wall = time.perf_counter()
+        self._base = self._counters()
 
-    @classmethod
-    def attach(cls, loop: Any) -> LoopStats:
-        stats = cls(loop)
-        loop.add_instrument(stats)
-        return stats
-
-    def before_callback(self, handle: Any) -> None:
-        self._started = time.perf_counter()
-
-    def after_callback(self, handle: Any) -> None:
-        spent = time.perf_counter() - self._started
-        self.callbacks += 1
-        self.busy += spent
-        if spent > self.longest_callback:
-            self.longest_callback = spent
-
-    def before_io_wait(self, timeout: float) -> None:
-        self._started = time.perf_counter()
-
-    def after_io_wait(self, events: int) -> None:
-        self.idle += time.perf_counter() - self._started
-        self.polls += 1
-        self.io_events += events
+    def _counters(self) -> tuple[int, int, int, int, float]:
+        loop = self._loop
+        return (
+            loop._iterations,
+            loop._handles_run,
+            loop._polls,
+            loop._io_events,
+            loop._idle_time,
+        )
 
     def snapshot(self) -> StatsSnapshot:
+        now = self._counters()
+        iterations, callbacks, polls, events, idle = (
+            a - b for a, b in zip(now, self._base, strict=True)
+        )
+        wall = time.perf_counter() - self._wall
         return StatsSnapshot(
-            callbacks=self.callbacks,
-            polls=self.polls,
-            io_events=self.io_events,
-            busy=self.busy,
-            idle=self.idle,
-            longest_callback=self.longest_callback,
+            iterations=int(iterations),
+            callbacks=int(callbacks),
+            polls=int(polls),
+            io_events=int(events),
+            busy=max(wall - idle, 0.0),
+            idle=float(idle),
             tasks_alive=len(asyncio.all_tasks(self._loop)),
         )

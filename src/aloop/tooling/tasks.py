@@ -85,6 +85,8 @@ class TaskTracker:
         )
         #: The most recently ended tasks' records, newest last.
         self.ended: collections.deque[TaskRecord] = collections.deque(maxlen=history)
+        #: Whether every step is hooked (see ``track``).
+        self.detail = True
         self._step_started = 0.0
 
     def record(self, task: asyncio.Task[Any]) -> TaskRecord:
@@ -147,8 +149,20 @@ def _creation_site() -> str | None:
     return None
 
 
-def track(loop: Any) -> TaskTracker:
+class _SpawnHook:
+    """The tracker's spawn hook alone: parents and creation sites, nothing per step."""
+
+    def __init__(self, tracker: TaskTracker) -> None:
+        self.task_spawned = tracker.task_spawned
+
+
+def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     """The loop's tracker, attaching one on first use.
+
+    With ``detail`` (the default) it hooks every task step to count steps and
+    CPU time, know states and who cancelled whom; without, it hooks only
+    task creation (parents, children, creation sites) and states are read
+    from the tasks when asked, which costs the loop nothing per step.
 
     It also adds the task's parent and creation site to what the loop's
     exception handler reports about a task ("Task exception was never
@@ -157,7 +171,8 @@ def track(loop: Any) -> TaskTracker:
     tracker = getattr(loop, "_aloop_task_tracker", None)
     if tracker is None:
         tracker = TaskTracker(loop)
-        loop.add_instrument(tracker)
+        tracker.detail = detail
+        loop.add_instrument(tracker if detail else _SpawnHook(tracker))
         loop._aloop_task_tracker = tracker
         loop.set_exception_handler(_Enricher(tracker, loop.get_exception_handler()))
     return tracker
@@ -182,12 +197,15 @@ class _Enricher:
             loop.default_exception_handler(context)
 
 
-def _state(task: asyncio.Task[Any], rec: TaskRecord | None) -> str:
+def _state(task: asyncio.Task[Any], rec: TaskRecord | None, loop: Any) -> str:
     if task.done():
         return task_outcome(task)
     if rec is not None:
         return rec.state
-    return WAITING if getattr(task, "_fut_waiter", None) is not None else SCHEDULED
+    # Read from the task itself: what it awaits, or whether it runs right now.
+    if getattr(task, "_fut_waiter", None) is not None:
+        return WAITING
+    return RUNNING if asyncio.current_task(loop) is task else SCHEDULED
 
 
 def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
@@ -200,10 +218,11 @@ def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
         rows.extend(_ended_row(rec, now) for rec in tracker.ended)
     for task in tasks:
         rec = tracker.records.get(task) if tracker is not None else None
+        stepped = rec if tracker is not None and tracker.detail else None
         rows.append(
             TaskInfo(
                 name=task.get_name(),
-                state=_state(task, rec),
+                state=_state(task, stepped, loop),
                 parent=rec.parent.name if rec and rec.parent else None,
                 children=tuple(child.name for child in rec.children) if rec else (),
                 awaiting=awaiting(task, loop),

@@ -1,11 +1,12 @@
-"""Blocked-loop detection: a thread that notices a long callback while it runs.
+"""Blocked-loop detection by sampling, so the loop pays nothing per callback.
 
-The watchdog is an instrument and a thread. The instrument stamps the start
-of every callback (task steps included); the thread wakes every
-``threshold / 4`` seconds and, when one callback has run longer than
-``threshold``, logs a warning naming the task or callback, how long it has
-been running and the loop thread's current stack. It reports once per
-blocking callback, while the block is still going on.
+A thread wakes every ``threshold / 4`` seconds and reads two things the
+scheduler keeps anyway: how many callbacks it has finished and whether it is
+waiting in poll. When the loop is running, not polling, and no callback has
+finished for ``threshold`` seconds, one callback (or task step) is blocking
+it: the watchdog logs a warning naming it, how long it has run so far and the
+loop thread's current stack, once per blocking callback, while the block
+still goes on.
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ class BlockReport:
     stack: str
 
 
-def _describe(handle: Any) -> str:
-    owner = getattr(handle._callback, "__self__", None)
-    if isinstance(owner, asyncio.Task):
-        return f"task {owner.get_name()!r} ({owner.get_coro()!r})"
-    return f"callback {handle!r}"
+def describe_running(loop: Any) -> str:
+    """The task whose step runs now, else "a callback" (read from any thread)."""
+    task = asyncio.current_task(loop)
+    if task is not None:
+        return f"task {task.get_name()!r} ({task.get_coro()!r})"
+    return "a callback (not a task step)"
 
 
 class Watchdog:
-    """Reports callbacks that block the loop for longer than ``threshold`` seconds."""
+    """Reports callbacks that block an aloop loop for longer than ``threshold`` seconds."""
 
     def __init__(self, loop: Any, threshold: float = 0.1) -> None:
         if threshold <= 0:
@@ -49,15 +51,14 @@ class Watchdog:
         self._loop = loop
         self.threshold = threshold
         self.reports: list[BlockReport] = []
-        self._handle: Any = None
-        self._started = 0.0
-        self._reported = True
-        self._loop_thread: int | None = None
+        #: Longest run of a single callback seen so far (to sampling precision).
+        self.longest = 0.0
+        #: When the callback running now started (sampled), or None.
+        self.blocked_since: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> Watchdog:
-        self._loop.add_instrument(self)
         self._thread = threading.Thread(target=self._watch, name="aloop-watchdog", daemon=True)
         self._thread.start()
         return self
@@ -67,8 +68,6 @@ class Watchdog:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if not self._loop.is_closed():
-            self._loop.remove_instrument(self)
 
     def __enter__(self) -> Watchdog:
         return self.start()
@@ -76,34 +75,41 @@ class Watchdog:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # -- hooks (loop thread) ---------------------------------------------------
-
-    def before_callback(self, handle: Any) -> None:
-        self._loop_thread = threading.get_ident()
-        self._handle = handle
-        self._reported = False
-        self._started = time.monotonic()
-
-    def after_callback(self, handle: Any) -> None:
-        self._started = 0.0
-        self._handle = None
-
-    # -- watcher thread ------------------------------------------------------------
+    def current_block(self) -> tuple[float, str] | None:
+        """(seconds so far, what) of the callback running now, if one is running."""
+        since = self.blocked_since
+        if since is None:
+            return None
+        return time.monotonic() - since, describe_running(self._loop)
 
     def _watch(self) -> None:
+        loop = self._loop
+        last = -1
+        reported = False
         while not self._stop.wait(self.threshold / 4):
-            started, handle = self._started, self._handle
-            if not started or self._reported or handle is None:
+            count = loop._handles_run
+            busy = loop._thread_id is not None and not loop._polling
+            now = time.monotonic()
+            if count != last or not busy:
+                last = count
+                self.blocked_since = now if busy else None
+                reported = False
                 continue
-            blocked = time.monotonic() - started
-            if blocked >= self.threshold:
-                self._reported = True
-                self._report(handle, blocked)
+            since = self.blocked_since
+            if since is None:
+                # Busy since the last look (first callback after a poll).
+                self.blocked_since = now
+                continue
+            blocked = now - since
+            self.longest = max(self.longest, blocked)
+            if blocked >= self.threshold and not reported:
+                reported = True
+                self._report(blocked)
 
-    def _report(self, handle: Any, blocked: float) -> None:
-        frame = sys._current_frames().get(self._loop_thread or -1)
+    def _report(self, blocked: float) -> None:
+        frame = sys._current_frames().get(self._loop._thread_id or -1)
         stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
-        report = BlockReport(_describe(handle), blocked, stack)
+        report = BlockReport(describe_running(self._loop), blocked, stack)
         self.reports.append(report)
         logger.warning(
             "event loop blocked for %.3f s (and counting) by %s; loop thread stack:\n%s",
