@@ -14,10 +14,14 @@ from asyncio import format_helpers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from mypy_extensions import mypyc_attr
+
 if TYPE_CHECKING:
     from aloop._core.scheduler import BaseLoop
 
 _copy_context: Final = contextvars.copy_context
+# The unbound method: calling it skips looking "run" up on every call.
+_context_run: Final = contextvars.Context.run
 StackSummary = traceback.StackSummary
 
 # 3.13 shows a callback's arguments in reprs only in debug mode.
@@ -35,6 +39,7 @@ def describe_callback(callback: object, args: tuple[Any, ...] | None, debug: boo
     return format_helpers._format_callback_source(callback, args or ())
 
 
+@mypyc_attr(free_list_len=1)
 class Handle:
     """A callback scheduled on the loop; ``cancel()`` stops it from running."""
 
@@ -128,11 +133,11 @@ def run_handle(handle: Handle | None) -> None:
     try:
         # Spelled out by arity: a star-call would build a new tuple each time.
         if not args:
-            context.run(callback)  # type: ignore[arg-type]
+            _context_run(context, callback)  # type: ignore[arg-type]
         elif len(args) == 1:
-            context.run(callback, args[0])  # type: ignore[arg-type]
+            _context_run(context, callback, args[0])  # type: ignore[arg-type]
         else:
-            context.run(callback, *args)  # type: ignore[arg-type]
+            _context_run(context, callback, *args)  # type: ignore[arg-type]
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
@@ -142,6 +147,7 @@ def run_handle(handle: Handle | None) -> None:
     handle = None
 
 
+@mypyc_attr(free_list_len=1)
 class TimerHandle(Handle):
     """A callback scheduled for a point in loop time."""
 
