@@ -16,8 +16,10 @@ import aloop
 Program = Callable[[list[str]], Coroutine[Any, Any, None]]
 
 # Real-clock runs take real time: the programs below use this unit for every
-# delay, so the real run stays short while the ordering is the same.
-UNIT = 0.02
+# delay, so the real run stays short while the ordering is the same. Events
+# that must keep their order are at least half a unit apart, so a loaded
+# machine's stalls (tens of ms) cannot reorder the real-clock run.
+UNIT = 0.05
 
 
 def events_on(program: Program, **loop_options: Any) -> tuple[list[str], float]:
@@ -110,6 +112,7 @@ async def retries_with_backoff(log: list[str]) -> None:
 
 async def periodic(log: list[str]) -> None:
     loop = asyncio.get_running_loop()
+    start = loop.time()
     ticks = 0
 
     def tick() -> None:
@@ -117,12 +120,13 @@ async def periodic(log: list[str]) -> None:
         ticks += 1
         log.append(f"tick {ticks}")
         if ticks < 4:
-            loop.call_later(UNIT, tick)
+            # A fixed schedule (call_at), as a periodic job should: no drift.
+            loop.call_at(start + (ticks + 1) * 2 * UNIT, tick)
 
-    loop.call_later(UNIT, tick)
-    await asyncio.sleep(2.5 * UNIT)
+    loop.call_at(start + 2 * UNIT, tick)
+    await asyncio.sleep(5 * UNIT)
     log.append("halfway")
-    await asyncio.sleep(2 * UNIT)
+    await asyncio.sleep(4 * UNIT)
 
 
 @pytest.mark.parametrize(
