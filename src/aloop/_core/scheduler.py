@@ -185,14 +185,7 @@ class BaseLoop:
         context: contextvars.Context | None = None,
     ) -> Handle:
         """Run ``callback(*args)`` on the next iteration, in FIFO order."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            debug.check_thread(self._thread_id)
-            debug.check_callback(callback, "call_soon")
-        handle = Handle(callback, args, self, context)
-        if self._debug:
-            handle._source_traceback = debug.capture_stack()
+        handle = self._new_handle(callback, args, context, "call_soon")
         if self._instruments is not None:
             self._note_scheduled(callback)
         self._ready.append(handle)
@@ -205,18 +198,31 @@ class BaseLoop:
         context: contextvars.Context | None = None,
     ) -> Handle:
         """Like ``call_soon``, from any thread; wakes a sleeping loop at once."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            debug.check_callback(callback, "call_soon_threadsafe")
-        handle = Handle(callback, args, self, context)
-        if self._debug:
-            handle._source_traceback = debug.capture_stack()
+        handle = self._new_handle(callback, args, context, "call_soon_threadsafe")
         self._ready.append(handle)
         # The loop's own thread needs no wake-up unless it is inside poll:
         # a signal handler runs there, and poll resumes after it returns.
         if self._polling or _get_ident() != self._thread_id:
             self._waker.wake()
+        return handle
+
+    def _new_handle(
+        self,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        context: contextvars.Context | None,
+        method: str,
+    ) -> Handle:
+        """A handle for ``method``, with asyncio's checks (thread and callback in debug mode)."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if not self._debug:
+            return Handle(callback, args, self, context)
+        if method != "call_soon_threadsafe":
+            debug.check_thread(self._thread_id)
+        debug.check_callback(callback, method)
+        handle = Handle(callback, args, self, context)
+        handle._source_traceback = debug.capture_stack()
         return handle
 
     def call_later(
