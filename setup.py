@@ -51,7 +51,11 @@ def ext_modules() -> list:  # type: ignore[type-arg]
         print("aloop: mypyc not available; installing pure Python", file=sys.stderr)
         return []
     paths = ["src/" + name.replace(".", "/") + ".py" for name in compiled_modules()]
-    return mypycify(paths, opt_level="3")
+    # One C directory per Python: mypyc's C differs between versions (3.12+ skips
+    # reference counting of immortal objects), and scripts/test.sh builds all three
+    # at once; a shared build/ let one version compile another's C.
+    target_dir = os.path.join("build", f"mypyc-py{sys.version_info[0]}.{sys.version_info[1]}")
+    return mypycify(paths, opt_level="3", target_dir=target_dir)
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
