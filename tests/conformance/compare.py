@@ -170,7 +170,10 @@ def run_harness(
     ]
     for test_id in only or ():
         cmd += ["--only", test_id]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # CPython's tests write scratch files (support.TESTFN) into the working
+    # directory and may leave them behind when a worker dies: keep that in
+    # the run's temporary directory, never in the repository.
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=workdir)
     try:
         report: dict[str, Any] = json.loads(out.read_text())
     except (OSError, json.JSONDecodeError):

@@ -61,6 +61,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
+import fnmatch
 import importlib
 import json
 import os
@@ -76,6 +77,9 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+# modules.py sits next to this file (the script's directory is on sys.path).
+from modules import test_patterns
 
 PACKAGE = "test.test_asyncio"
 OUTCOMES = ("pass", "fail", "error", "skip", "xfail", "xpass")
@@ -128,6 +132,22 @@ def _iter_tests(suite: unittest.TestSuite | unittest.TestCase) -> Iterator[unitt
 
 def _selected(test_id: str, only: list[str]) -> bool:
     return not only or any(test_id == o or test_id.startswith(o + ".") for o in only)
+
+
+def _in_scope(test_id: str, patterns: tuple[str, ...] | None) -> bool:
+    """Whether a test's method name matches its module's patterns (modules.test_patterns).
+
+    A pattern starting with ``!`` excludes what it matches; a module with only
+    such patterns runs every other test.
+    """
+    if patterns is None:
+        return True
+    method = test_id.rsplit(".", 1)[-1]
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+    if any(fnmatch.fnmatchcase(method, p) for p in exclude):
+        return False
+    return not include or any(fnmatch.fnmatchcase(method, p) for p in include)
 
 
 def _shards(tests: list[unittest.TestCase], count: int) -> list[int]:
@@ -323,9 +343,37 @@ def _adapt_test_runners(module: types.ModuleType, info: LoopInfo) -> None:
     )
 
 
+def _adapt_test_events(module: types.ModuleType, info: LoopInfo) -> None:
+    """Build each test class's loop from the policy.
+
+    The Unix classes call ``asyncio.SelectorEventLoop(selectors.XSelector())``,
+    a stdlib constructor taking a ``selectors`` object; a loop that does not poll
+    through ``selectors`` cannot take one. On every loop (stdlib included, so the
+    baseline stays comparable) each class gets the policy's loop instead.
+    """
+    adapted = []
+    for name, cls in vars(module).items():
+        if (
+            isinstance(cls, type)
+            and issubclass(cls, unittest.TestCase)
+            and "create_event_loop" in vars(cls)
+        ):
+            cls.create_event_loop = lambda self: info.new_loop()  # type: ignore[attr-defined]
+            adapted.append(name)
+    if adapted:
+        info.adaptations.append(
+            f"test_events: create_event_loop of {', '.join(sorted(adapted))} -> the policy's "
+            "loop (instead of SelectorEventLoop(<selectors object>))"
+        )
+
+
 #: Per-module adaptations applied right after the module is imported.
 MODULE_ADAPTATIONS: dict[str, Callable[[types.ModuleType, LoopInfo], None]] = {
     "test_runners": _adapt_test_runners,
+    "test_events": _adapt_test_events,
+    # Same constructor calls (SelectorEventLoop(selectors.XSelector())) in its classes.
+    "test_sock_lowlevel": _adapt_test_events,
+    "test_sendfile": _adapt_test_events,
 }
 
 
@@ -506,10 +554,12 @@ def worker_main(args: argparse.Namespace) -> int:
         if adapt is not None:
             adapt(module, info)
         count = 0
+        patterns = test_patterns(name)
         selected = [
             test
             for test in _iter_tests(loader.loadTestsFromModule(module))
             if _selected(short_id(test.id()), args.only)
+            and _in_scope(short_id(test.id()), patterns)
         ]
         for test, shard in zip(selected, _shards(selected, shard_count), strict=True):
             test_id = short_id(test.id())
