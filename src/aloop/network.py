@@ -1,15 +1,210 @@
 """The network half of ``aloop.Loop``: sockets, DNS, connections, servers, TLS.
 
-A mixin of ``Loop``; the transports themselves live in ``aloop._transports``.
+A mixin of ``Loop``; each method is a thin entry point into the module of
+``aloop._transports`` that implements it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from aloop._transports import connect, datagram, dns, sendfile, server, sockops, tls
+
 __all__ = ["NetworkMixin"]
+
+_ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
 class NetworkMixin:
-    """sock_*, getaddrinfo/getnameinfo, create_connection/server, datagram endpoints."""
+    """sock_*, DNS, connections, servers, datagram endpoints, sendfile and TLS."""
+
+    # Created on first use: BaseLoop.__init__ does not know about the mixins.
+    _net_transports: weakref.WeakValueDictionary[int, Any] | None = None
+    _net_unix_inodes: dict[socket.socket, int] | None = None
+
+    # -- transports by fd ------------------------------------------------------------
+
+    def _transport_for_fd(self, fd: int) -> Any:
+        table = self._net_transports
+        return None if table is None else table.get(fd)
+
+    def _attach_transport(self, fd: int, transport: Any) -> None:
+        if self._net_transports is None:
+            self._net_transports = weakref.WeakValueDictionary()
+        self._net_transports[fd] = transport
+
+    def _detach_transport(self, fd: int, transport: Any) -> None:
+        table = self._net_transports
+        if table is not None and table.get(fd) is transport:
+            del table[fd]
 
     def _close_network(self) -> None:
         """Called by ``Loop.close()`` before the scheduler releases its fds."""
+
+    # -- low-level socket operations -------------------------------------------------
+
+    async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
+        return await sockops.sock_recv(self, sock, nbytes)
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        return await sockops.sock_recv_into(self, sock, buf)
+
+    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+        return await sockops.sock_recvfrom(self, sock, bufsize)
+
+    async def sock_recvfrom_into(
+        self, sock: socket.socket, buf: Any, nbytes: int = 0
+    ) -> tuple[int, Any]:
+        return await sockops.sock_recvfrom_into(self, sock, buf, nbytes)
+
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        await sockops.sock_sendall(self, sock, data)
+
+    async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
+        return await sockops.sock_sendto(self, sock, data, address)
+
+    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
+        await sockops.sock_connect(self, sock, address)
+
+    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
+        return await sockops.sock_accept(self, sock)
+
+    async def sock_sendfile(
+        self,
+        sock: socket.socket,
+        file: Any,
+        offset: int = 0,
+        count: int | None = None,
+        *,
+        fallback: bool = True,
+    ) -> int:
+        return await sendfile.sock_sendfile(self, sock, file, offset, count, fallback=fallback)
+
+    async def sendfile(
+        self,
+        transport: asyncio.WriteTransport,
+        file: Any,
+        offset: int = 0,
+        count: int | None = None,
+        *,
+        fallback: bool = True,
+    ) -> int:
+        return await sendfile.sendfile(self, transport, file, offset, count, fallback=fallback)
+
+    async def _sendfile_native(
+        self, transport: Any, file: Any, offset: int, count: int | None
+    ) -> int:
+        return await sendfile.transport_sendfile_native(self, transport, file, offset, count)
+
+    # -- DNS -------------------------------------------------------------------------
+
+    async def getaddrinfo(
+        self,
+        host: Any,
+        port: Any,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[dns.AddrInfo]:
+        return await dns.getaddrinfo(self, host, port, family, type, proto, flags)
+
+    async def getnameinfo(self, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
+        return await dns.getnameinfo(self, sockaddr, flags)
+
+    # -- connections and servers -----------------------------------------------------
+
+    async def create_connection(
+        self, protocol_factory: _ProtocolFactory, host: Any = None, port: Any = None, **kw: Any
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        return await connect.create_connection(self, protocol_factory, host, port, **kw)
+
+    async def create_unix_connection(
+        self, protocol_factory: _ProtocolFactory, path: Any = None, **kw: Any
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        return await connect.create_unix_connection(self, protocol_factory, path, **kw)
+
+    async def connect_accepted_socket(
+        self, protocol_factory: _ProtocolFactory, sock: socket.socket, **kw: Any
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        return await connect.connect_accepted_socket(self, protocol_factory, sock, **kw)
+
+    async def create_server(
+        self, protocol_factory: _ProtocolFactory, host: Any = None, port: Any = None, **kw: Any
+    ) -> server.Server:
+        return await server.create_server(self, protocol_factory, host, port, **kw)
+
+    async def create_unix_server(
+        self, protocol_factory: _ProtocolFactory, path: Any = None, **kw: Any
+    ) -> server.Server:
+        return await server.create_unix_server(self, protocol_factory, path, **kw)
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: _ProtocolFactory,
+        local_addr: Any = None,
+        remote_addr: Any = None,
+        **kw: Any,
+    ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        return await datagram.create_datagram_endpoint(
+            self, protocol_factory, local_addr, remote_addr, **kw
+        )
+
+    def _stop_serving(self, sock: socket.socket) -> None:
+        """Stop accepting on ``sock`` and close it (asyncio's loops have this too)."""
+        server.stop_serving(self, sock)
+
+    def _remember_unix_server_socket(self, sock: socket.socket) -> None:
+        """Note the socket file's inode, to remove that file (only) when the server closes."""
+        path = sock.getsockname()
+        if not path or path[0] in (0, "\x00"):
+            return  # abstract namespace: no file
+        try:
+            inode = os.stat(path).st_ino
+        except FileNotFoundError:
+            return
+        if self._net_unix_inodes is None:
+            self._net_unix_inodes = {}
+        self._net_unix_inodes[sock] = inode
+
+    def _forget_unix_server_socket(self, sock: socket.socket) -> None:
+        inodes = self._net_unix_inodes
+        if not inodes or sock not in inodes:
+            return
+        inode = inodes.pop(sock)
+        path = sock.getsockname()
+        try:
+            if os.stat(path).st_ino == inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            server.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+
+    # -- TLS -------------------------------------------------------------------------
+
+    async def start_tls(
+        self,
+        transport: asyncio.BaseTransport,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: Any,
+        **kw: Any,
+    ) -> asyncio.Transport:
+        return await tls.start_tls(self, transport, protocol, sslcontext, **kw)
+
+    def _check_tls_available(self) -> None:
+        tls.check_available()
+
+    def _make_tls_transport(self, rawsock: socket.socket, *args: Any, **kw: Any) -> Any:
+        return tls.make_tls_transport(self, rawsock, *args, **kw)
+
+    def _accept_tls(
+        self, conn: socket.socket, protocol: Any, extra: dict[str, Any], srv: server.Server
+    ) -> None:
+        tls.accept_tls(self, conn, protocol, extra, srv)

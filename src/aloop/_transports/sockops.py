@@ -1,0 +1,202 @@
+"""The low-level socket API: ``sock_recv`` & co. on non-blocking sockets.
+
+Each operation is tried at once; only if the kernel says "would block" does
+it wait for readiness, through a reader or writer on the socket's fd that is
+removed again as soon as the operation's future is done (cancelled included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aloop._transports import dns
+
+try:
+    import ssl
+except ImportError:  # pragma: no cover - CPython without OpenSSL
+    ssl = None  # type: ignore[assignment]
+
+__all__ = [
+    "check_fd_free",
+    "check_socket",
+    "refuse_ssl_socket",
+    "sock_accept",
+    "sock_connect",
+    "sock_recv",
+    "sock_recv_into",
+    "sock_recvfrom",
+    "sock_recvfrom_into",
+    "sock_sendall",
+    "sock_sendto",
+]
+
+_T = TypeVar("_T")
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+
+
+def refuse_ssl_socket(sock: Any) -> None:
+    """An ``ssl.SSLSocket`` does its own blocking TLS: asyncio refuses it everywhere."""
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def check_socket(loop: Any, sock: Any) -> None:
+    """asyncio's checks: no SSLSocket; in debug mode, no blocking socket."""
+    refuse_ssl_socket(sock)
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
+def check_fd_free(loop: Any, fd: int) -> None:
+    """Refuse to wait on an fd that an open transport owns."""
+    transport = loop._transport_for_fd(fd)
+    if transport is not None and not transport.is_closing():
+        raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+
+
+def _wait(
+    loop: Any, sock: socket.socket, write: bool, attempt: Callable[[], _T]
+) -> asyncio.Future[_T]:
+    """A future for ``attempt()``, retried each time ``sock`` becomes ready."""
+    fut: asyncio.Future[_T] = loop.create_future()
+    fd = sock.fileno()
+    check_fd_free(loop, fd)
+
+    def on_ready() -> None:
+        if fut.done():
+            return
+        try:
+            result = attempt()
+        except _WOULD_BLOCK:
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+    handle = (loop.add_writer if write else loop.add_reader)(fd, on_ready)
+
+    def on_done(_: object) -> None:
+        # If our handle was replaced by someone else's, leave theirs in place.
+        if not handle.cancelled():
+            (loop.remove_writer if write else loop.remove_reader)(fd)
+
+    fut.add_done_callback(on_done)
+    return fut
+
+
+async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
+    check_socket(loop, sock)
+    try:
+        return sock.recv(n)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait(loop, sock, False, lambda: sock.recv(n))
+
+
+async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
+    check_socket(loop, sock)
+    try:
+        return sock.recv_into(buf)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait(loop, sock, False, lambda: sock.recv_into(buf))
+
+
+async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+    check_socket(loop, sock)
+    try:
+        return sock.recvfrom(bufsize)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait(loop, sock, False, lambda: sock.recvfrom(bufsize))
+
+
+async def sock_recvfrom_into(
+    loop: Any, sock: socket.socket, buf: Any, nbytes: int = 0
+) -> tuple[int, Any]:
+    check_socket(loop, sock)
+    nbytes = nbytes or len(buf)
+    try:
+        return sock.recvfrom_into(buf, nbytes)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait(loop, sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+
+
+async def sock_sendall(loop: Any, sock: socket.socket, data: Any) -> None:
+    check_socket(loop, sock)
+    try:
+        sent = sock.send(data)
+    except _WOULD_BLOCK:
+        sent = 0
+    view = memoryview(data).cast("B")
+    if sent == len(view):
+        return
+    position = sent
+
+    def send_rest() -> bool:
+        nonlocal position
+        position += sock.send(view[position:])
+        if position < len(view):
+            raise BlockingIOError  # not done: wait for the next writable event
+        return True
+
+    await _wait(loop, sock, True, send_rest)
+
+
+async def sock_sendto(loop: Any, sock: socket.socket, data: Any, address: Any) -> int:
+    check_socket(loop, sock)
+    try:
+        return sock.sendto(data, address)
+    except _WOULD_BLOCK:
+        pass
+    return await _wait(loop, sock, True, lambda: sock.sendto(data, 0, address))
+
+
+async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
+    check_socket(loop, sock)
+    if sock.family == socket.AF_INET or (
+        hasattr(socket, "AF_INET6") and sock.family == socket.AF_INET6
+    ):
+        infos = await dns.ensure_resolved(
+            loop, address, family=sock.family, type=sock.type, proto=sock.proto
+        )
+        address = infos[0][4]
+    try:
+        sock.connect(address)
+        return
+    except _WOULD_BLOCK:
+        pass
+    # EINPROGRESS: the connection completes (or fails) in the background.
+
+    def connected() -> None:
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err != 0:
+            raise OSError(err, f"Connect call failed {address}")
+
+    fut = _wait(loop, sock, True, connected)
+    try:
+        await fut
+    finally:
+        del fut  # break the exception -> frame -> future cycle
+
+
+async def sock_accept(loop: Any, sock: socket.socket) -> tuple[socket.socket, Any]:
+    check_socket(loop, sock)
+
+    def accept() -> tuple[socket.socket, Any]:
+        conn, address = sock.accept()
+        conn.setblocking(False)
+        return conn, address
+
+    try:
+        return accept()
+    except _WOULD_BLOCK:
+        pass
+    return await _wait(loop, sock, False, accept)

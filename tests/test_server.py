@@ -1,0 +1,250 @@
+"""Servers: create_server/create_unix_server and the Server object, on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from tests.conftest import LoopFactory
+
+import aloop
+
+_T = TypeVar("_T")
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
+
+def run(
+    loop_factory: LoopFactory, main: Callable[[asyncio.AbstractEventLoop], Awaitable[_T]]
+) -> _T:
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(main(loop))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"hello")
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def fetch(port: int, host: str = "127.0.0.1") -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    data = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return data
+
+
+def test_server_lifecycle(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        server = await asyncio.start_server(hello, "127.0.0.1", 0, start_serving=False)
+        out: list[Any] = [server.is_serving(), server.get_loop() is loop]
+        port = server.sockets[0].getsockname()[1]
+        await server.start_serving()
+        out.append(server.is_serving())
+        out.append(await fetch(port))
+        server.close()
+        out.append(server.is_serving())
+        out.append(server.sockets)
+        await server.wait_closed()
+        try:
+            await fetch(port)
+        except ConnectionRefusedError:
+            out.append("refused")
+        return out
+
+    assert run(loop_factory, main) == [False, True, True, b"hello", False, (), "refused"]
+
+
+def test_serve_forever_until_cancelled_and_async_with(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        server = await asyncio.start_server(hello, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        out: list[Any] = []
+        async with server:
+            task = asyncio.ensure_future(server.serve_forever())
+            await asyncio.sleep(0)
+            with pytest.raises(RuntimeError, match="already being awaited"):
+                await server.serve_forever()
+            out.append(await fetch(port))
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            out.append(server.is_serving())
+        with pytest.raises(RuntimeError, match="is closed"):
+            await server.serve_forever()
+        return out
+
+    assert run(loop_factory, main) == [b"hello", False]
+
+
+def test_several_hosts_and_reuse_port(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        hosts = ["127.0.0.1", "::1"] if socket.has_ipv6 else ["127.0.0.1"]
+        server = await asyncio.start_server(hello, hosts, 0, reuse_port=True)
+        families = sorted(s.family for s in server.sockets)
+        port = server.sockets[0].getsockname()[1]
+        second = None
+        if len(hosts) == 1:
+            port_for = port
+        else:
+            server.close()
+            await server.wait_closed()
+            server = await asyncio.start_server(hello, hosts, port, reuse_port=True)
+            port_for = port
+        second = await asyncio.start_server(hello, "127.0.0.1", port_for, reuse_port=True)
+        results = [await fetch(port_for, h) for h in hosts]
+        for s in (server, second):
+            s.close()
+            await s.wait_closed()
+        return [len(families) == len(hosts), results]
+
+    hosts_count = 2 if socket.has_ipv6 else 1
+    assert run(loop_factory, main) == [True, [b"hello"] * hosts_count]
+
+
+def test_address_in_use_message(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[int | None, bool]:
+        server = await asyncio.start_server(hello, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await asyncio.start_server(hello, "127.0.0.1", port, reuse_address=False)
+        except OSError as exc:
+            return exc.errno, str(exc).startswith(
+                f"[Errno {errno.EADDRINUSE}] error while attempting to bind on address "
+                f"('127.0.0.1', {port}): "
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+        return None, False
+
+    assert run(loop_factory, main) == (errno.EADDRINUSE, True)
+
+
+def test_create_server_from_socket_and_errors(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = await loop.create_server(asyncio.Protocol, sock=sock)
+        out: list[Any] = [server.sockets[0].getsockname() == sock.getsockname()]
+        server.close()
+        await server.wait_closed()
+        out.append(sock.fileno())  # the server closed it
+        for kwargs in (
+            {},
+            {"host": "127.0.0.1", "port": 0, "sock": socket.socket()},
+            {"host": "127.0.0.1", "port": 0, "ssl_handshake_timeout": 1.0},
+        ):
+            try:
+                await loop.create_server(asyncio.Protocol, **kwargs)
+            except ValueError as exc:
+                out.append(str(exc))
+            finally:
+                if "sock" in kwargs:
+                    kwargs["sock"].close()
+        with pytest.raises(TypeError, match="ssl argument must be an SSLContext or None"):
+            await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, ssl=True)  # type: ignore[arg-type]
+        return out
+
+    assert run(loop_factory, main) == [
+        True,
+        -1,
+        "Neither host/port nor sock were specified",
+        "host/port and sock can not be specified at the same time",
+        "ssl_handshake_timeout is only meaningful with ssl",
+    ]
+
+
+def test_unix_server_replaces_a_stale_socket_file(loop_factory: LoopFactory, tmp_path: Any) -> None:
+    path = str(tmp_path / "srv.sock")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()
+
+    async def main(loop: asyncio.AbstractEventLoop) -> bytes:
+        server = await asyncio.start_unix_server(hello, path)
+        async with server:
+            reader, writer = await asyncio.open_unix_connection(path)
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        return data
+
+    assert run(loop_factory, main) == b"hello"
+    # 3.13 removes the socket file when the server closes; earlier versions leave it.
+    assert os.path.exists(path) == (sys.version_info < (3, 13))
+
+
+def test_wait_closed_waits_for_connections_on_312_and_later(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
+        events: list[str] = []
+        release = asyncio.Event()
+
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await release.wait()
+            writer.close()
+            await writer.wait_closed()
+            events.append("handler done")
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.sleep(0.01)
+        server.close()
+
+        async def closer() -> None:
+            await server.wait_closed()
+            events.append("wait_closed returned")
+
+        task = asyncio.ensure_future(closer())
+        await asyncio.sleep(0.01)
+        release.set()
+        await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        await task
+        return events
+
+    result = run(loop_factory, main)
+    if sys.version_info >= (3, 12):
+        assert result == ["handler done", "wait_closed returned"]
+    else:
+        assert result[0] == "wait_closed returned"
+
+
+def test_close_clients_and_abort_clients() -> None:
+    # Server.close_clients/abort_clients are 3.13 API; aloop's Server has them on
+    # every version, so this runs on aloop only (the stdlib's lacks them before 3.13).
+    async def main() -> list[Any]:
+        lost: list[Any] = []
+
+        class P(asyncio.Protocol):
+            def connection_lost(self, exc: BaseException | None) -> None:
+                lost.append(exc)
+
+        server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        while len(server._clients) < 3:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.001)
+        server.close()
+        server.close_clients()  # type: ignore[attr-defined]
+        await server.wait_closed()
+        for _, writer in clients:
+            writer.close()
+            await writer.wait_closed()
+        return lost
+
+    assert aloop.run(main()) == [None, None, None]

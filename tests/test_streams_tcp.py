@@ -1,0 +1,478 @@
+"""Stream transports over TCP and Unix sockets, and asyncio's streams API on them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from tests.conftest import LoopFactory
+
+_T = TypeVar("_T")
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
+
+
+def run(
+    loop_factory: LoopFactory, main: Callable[[asyncio.AbstractEventLoop], Awaitable[_T]]
+) -> _T:
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(main(loop))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    """Bytes that show any loss or reordering."""
+    block = bytes((seed + i) % 251 for i in range(251))
+    return (block * (size // 251 + 1))[:size]
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+def test_many_concurrent_echo_connections(loop_factory: LoopFactory) -> None:
+    async def client(port: int, n: int) -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        data = pattern(1000 + 7919 * n, seed=n)
+        writer.write(data)
+        writer.write_eof()
+        got = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        return got == data
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[bool]:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            return await asyncio.gather(*[client(port, n) for n in range(60)])
+
+    assert run(loop_factory, main) == [True] * 60
+
+
+def test_unix_streams_and_half_close(loop_factory: LoopFactory, tmp_path: Any) -> None:
+    path = str(tmp_path / "echo.sock")
+
+    async def main(loop: asyncio.AbstractEventLoop) -> bytes:
+        server = await asyncio.start_unix_server(echo, path)
+        async with server:
+            reader, writer = await asyncio.open_unix_connection(path)
+            assert writer.can_write_eof()
+            writer.writelines([b"abc", bytearray(b"def"), memoryview(b"ghi")])
+            writer.write_eof()  # the server sees EOF, echoes, then closes
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+    assert run(loop_factory, main) == b"abcdefghi"
+
+
+class Collect(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.eof = False
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data.extend(data)
+
+    def eof_received(self) -> None:
+        self.eof = True
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_backpressure_with_a_slow_reader_loses_nothing(loop_factory: LoopFactory) -> None:
+    total = 8 * 1024 * 1024
+    chunk = 100_000
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bool, bool, bool]:
+        peak = 0
+        accepted: asyncio.Future[tuple[Any, Any]] = loop.create_future()
+
+        async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set_result((reader, writer))
+
+        server = await asyncio.start_server(on_client, "127.0.0.1", 0, limit=16384)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            _, srv_writer = await accepted
+            transport = writer.transport
+            high = transport.get_write_buffer_limits()[1]
+            data = pattern(total, seed=3)
+
+            async def produce() -> None:
+                nonlocal peak
+                for start in range(0, total, chunk):
+                    writer.write(data[start : start + chunk])
+                    peak = max(peak, transport.get_write_buffer_size())
+                    await writer.drain()
+                writer.write_eof()
+
+            async def slow_consume() -> bytes:
+                out = bytearray()
+                srv_reader = (await accepted)[0]
+                while piece := await srv_reader.read(4096):
+                    out.extend(piece)
+                    await asyncio.sleep(0)
+                return bytes(out)
+
+            _, received = await asyncio.gather(produce(), slow_consume())
+            writer.close()
+            srv_writer.close()
+            await writer.wait_closed()
+            await srv_writer.wait_closed()
+            return received == data, peak <= high + chunk, peak > 0
+
+    assert run(loop_factory, main) == (True, True, True)
+
+
+def test_peer_closing_mid_write_is_a_connection_error(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bool, bool]:
+        async def rude(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(10)
+            writer.transport.abort()
+
+        server = await asyncio.start_server(rude, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            failed = False
+            try:
+                for _ in range(2000):
+                    writer.write(b"x" * 65536)
+                    await writer.drain()
+            except ConnectionError:
+                failed = True
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
+            return failed, writer.transport.is_closing()
+
+    assert run(loop_factory, main) == (True, True)
+
+
+def test_transport_api_and_bad_input(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        server = await loop.create_server(Collect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(Collect, "127.0.0.1", port)
+        out: list[Any] = [
+            isinstance(transport, asyncio.Transport),
+            transport.get_extra_info("peername")[1] == port,
+            transport.get_extra_info("sockname")[0],
+            transport.get_extra_info("socket").family == socket.AF_INET,
+            transport.get_extra_info("sslcontext"),
+            transport.get_extra_info("nonexistent", "default"),
+            transport.get_protocol() is proto,
+            transport.is_reading(),
+            transport.get_write_buffer_size(),
+            transport.get_write_buffer_limits(),
+        ]
+        transport.set_write_buffer_limits(high=1000)
+        out.append(transport.get_write_buffer_limits())
+        with pytest.raises(ValueError):
+            transport.set_write_buffer_limits(high=1, low=2)
+        with pytest.raises(TypeError, match="data argument must be a bytes-like object, not 'str'"):
+            transport.write("text")
+        transport.pause_reading()
+        out.append(transport.is_reading())
+        transport.resume_reading()
+        transport.write_eof()
+        with pytest.raises(RuntimeError, match="Cannot call write\\(\\) after write_eof\\(\\)"):
+            transport.write(b"more")
+        transport.close()
+        out.append(transport.is_closing())
+        out.append(await proto.lost)
+        transport.close()  # closing twice is fine
+        out.append(transport.is_reading())
+        server.close()
+        await server.wait_closed()
+        return out
+
+    assert run(loop_factory, main) == [
+        True,
+        True,
+        "127.0.0.1",
+        True,
+        None,
+        "default",
+        True,
+        True,
+        0,
+        (16384, 65536),
+        (250, 1000),
+        False,
+        True,
+        None,
+        False,
+    ]
+
+
+def test_write_after_close_is_dropped_silently(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> bytes:
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(Collect, a)
+        peer, peer_proto = await loop.connect_accepted_socket(Collect, b)
+        transport.write(b"before")
+        transport.close()
+        await proto.lost
+        transport.write(b"after")  # no exception, no data
+        await peer_proto.lost
+        peer.close()
+        return bytes(peer_proto.data)
+
+    assert run(loop_factory, main) == b"before"
+
+
+def test_set_protocol_switches_reader(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bytes, bytes]:
+        a, b = socket.socketpair()
+        transport, first = await loop.connect_accepted_socket(Collect, a)
+        peer, _ = await loop.connect_accepted_socket(Collect, b)
+        peer.write(b"one")
+        while not first.data:
+            await asyncio.sleep(0.001)
+        second = Buffered()
+        transport.set_protocol(second)
+        peer.write(b"two")
+        peer.close()
+        await second.done
+        transport.close()
+        await asyncio.sleep(0)
+        return bytes(first.data), bytes(second.received)
+
+    assert run(loop_factory, main) == (b"one", b"two")
+
+
+class Buffered(asyncio.BufferedProtocol):
+    """Lends a small buffer, so one large message takes many reads."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(1000)
+        self.received = bytearray()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received.extend(self.buffer[:nbytes])
+
+    def eof_received(self) -> None:
+        self.done.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+def test_buffered_protocol_reads_into_its_buffer(loop_factory: LoopFactory) -> None:
+    data = pattern(300_000, seed=9)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> bool:
+        protos: list[Buffered] = []
+
+        def factory() -> Buffered:
+            protos.append(Buffered())
+            return protos[-1]
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        writer.write_eof()
+        while not protos:
+            await asyncio.sleep(0.001)
+        await protos[0].done
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return bytes(protos[0].received) == data
+
+    assert run(loop_factory, main)
+
+
+def test_create_connection_argument_errors(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
+        errors = []
+        calls: list[Callable[[], Awaitable[Any]]] = [
+            lambda: loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, server_hostname="x"),
+            lambda: loop.create_connection(
+                asyncio.Protocol, "127.0.0.1", 1, ssl_handshake_timeout=1
+            ),
+            lambda: loop.create_connection(asyncio.Protocol),
+            lambda: loop.create_connection(asyncio.Protocol, "127.0.0.1", 1, sock=socket.socket()),
+            lambda: loop.create_connection(
+                asyncio.Protocol, sock=socket.socket(type=socket.SOCK_DGRAM)
+            ),
+        ]
+        for call in calls:
+            try:
+                await call()
+            except ValueError as exc:
+                errors.append(str(exc).split(",")[0])
+        return errors
+
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the sockets the calls refuse
+        result = run(loop_factory, main)
+        gc.collect()
+    assert result == [
+        "server_hostname is only meaningful with ssl",
+        "ssl_handshake_timeout is only meaningful with ssl",
+        "host and port was not specified and no sock specified",
+        "host/port and sock can not be specified at the same time",
+        "A Stream Socket was expected",
+    ]
+
+
+def test_connection_refused_and_all_errors(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+            out: list[Any] = []
+            try:
+                await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            except OSError as exc:
+                out.append(type(exc))
+            if sys.version_info >= (3, 12):
+                try:
+                    await loop.create_connection(
+                        asyncio.Protocol, "127.0.0.1", port, all_errors=True
+                    )
+                except ExceptionGroup as group:
+                    out.append([type(e) for e in group.exceptions])
+            return out
+
+    expected: list[Any] = [ConnectionRefusedError]
+    if sys.version_info >= (3, 12):
+        expected.append([ConnectionRefusedError])
+    assert run(loop_factory, main) == expected
+
+
+def test_happy_eyeballs_over_v6_and_v4(loop_factory: LoopFactory) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this host")
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bytes, int]:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        infos = [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", port, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+
+        async def resolve(*args: Any, **kwargs: Any) -> list[Any]:
+            return infos
+
+        loop.getaddrinfo = resolve  # type: ignore[method-assign]
+        async with server:
+            reader, writer = await asyncio.open_connection(
+                "localhost.test", port, happy_eyeballs_delay=0.05
+            )
+            family = writer.get_extra_info("socket").family
+            writer.write(b"hi")
+            writer.write_eof()
+            data = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+            return data, family
+
+    assert run(loop_factory, main) == (b"hi", socket.AF_INET)
+
+
+class FlowRecorder(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def pause_writing(self) -> None:
+        self.events.append("pause")
+
+    def resume_writing(self) -> None:
+        self.events.append("resume")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_pause_and_resume_writing_are_called_once_each(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[str], int, bool]:
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(FlowRecorder, a)
+        transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        data = pattern(4 * 1024 * 1024, seed=5)
+        for start in range(0, len(data), 65536):
+            transport.write(data[start : start + 65536])  # nobody reads yet
+        buffered = transport.get_write_buffer_size()
+        b.setblocking(False)
+        received = bytearray()
+        while len(received) < len(data):
+            try:
+                received.extend(b.recv(1 << 20))
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)
+        transport.close()
+        await proto.lost
+        b.close()
+        return proto.events, buffered > 0, bytes(received) == data
+
+    assert run(loop_factory, main) == (["pause", "resume"], True, True)
+
+
+def test_abort_drops_buffered_data(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[Any, int, bool]:
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(FlowRecorder, a)
+        transport.write(b"x" * (8 * 1024 * 1024))  # more than the socket takes
+        before = transport.get_write_buffer_size()
+        transport.abort()
+        exc = await proto.lost
+        b.close()
+        return exc, transport.get_write_buffer_size(), before > 0
+
+    assert run(loop_factory, main) == (None, 0, True)
+
+
+def test_unclosed_transport_warns(loop_factory: LoopFactory) -> None:
+    import gc
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        await asyncio.sleep(0)
+        transport.pause_reading()  # drop the loop's reference to the transport
+        with pytest.warns(ResourceWarning) as record:
+            del transport
+            gc.collect()
+        b.close()
+        return [str(w.message).split(" ")[0] for w in record]
+
+    assert "unclosed" in run(loop_factory, main)
