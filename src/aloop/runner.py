@@ -23,14 +23,14 @@ def new_event_loop(
 
     ``virtual_time=True`` (or a ``VirtualClock``) runs it on virtual time.
     """
-    return Loop(virtual_time=virtual_time, backend=backend)  # type: ignore[abstract]
+    return Loop(virtual_time=virtual_time, backend=backend)
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """asyncio's default policy, making aloop loops (Python 3.11-3.13)."""
 
     def new_event_loop(self) -> Loop:
-        return Loop()  # type: ignore[abstract]  # network and subprocess API: issues 3, 4
+        return Loop()
 
 
 def run(

@@ -1,0 +1,388 @@
+"""Pipe transports: one end of a pipe, FIFO, socket, character device or pty.
+
+``ReadPipeTransport`` feeds what it reads to ``protocol.data_received`` and
+reports EOF; ``WritePipeTransport`` buffers what the fd cannot take yet and
+applies asyncio's write flow control (``WriteFlowControl``). Both put the fd
+in non-blocking mode and own the pipe object: closing the transport closes it.
+
+The order of protocol calls is asyncio's: ``connection_made`` first, reading
+only after it, and ``connection_lost`` exactly once, last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import stat
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from aloop._transports.base import WriteFlowControl
+
+__all__ = ["ReadPipeTransport", "WritePipeTransport"]
+
+_logger = logging.getLogger("asyncio")
+
+# Bytes read per readiness event: asyncio's figure, so one busy pipe cannot
+# hold the loop for long.
+MAX_READ = 256 * 1024
+
+# After this many writes to a lost pipe, each further one logs a warning (asyncio's figure).
+_LOST_WRITES_BEFORE_WARNING = 5
+
+
+def _set_result_unless_cancelled(waiter: asyncio.Future[None]) -> None:
+    if not waiter.cancelled():
+        waiter.set_result(None)
+
+
+def _fd_mode(fileno: int) -> int:
+    return os.fstat(fileno).st_mode
+
+
+def _report_fatal(loop: Any, transport: Any, exc: BaseException, message: str, quiet: bool) -> None:
+    """Report an I/O error through the exception handler, unless it is an expected one.
+
+    ``quiet``: the error is the other side going away (a pty's EIO, a closed
+    reader); the protocol hears of it in ``connection_lost``, so only debug mode logs it.
+    """
+    if quiet:
+        if loop.get_debug():
+            _logger.debug("%r: %s", transport, message, exc_info=True)
+        return
+    loop.call_exception_handler(
+        {
+            "message": message,
+            "exception": exc,
+            "transport": transport,
+            "protocol": transport._protocol,
+        }
+    )
+
+
+def _release_if_loop_closed(transport: Any) -> bool:
+    """Closing after the loop closed: close the pipe now, as no callback will ever run.
+
+    True also when the transport is already released (nothing left to close).
+    """
+    loop = transport._loop
+    if loop is not None and not loop.is_closed():
+        return False
+    if transport._pipe is not None:
+        transport._pipe.close()
+    transport._pipe = None
+    transport._protocol = None
+    transport._loop = None
+    return True
+
+
+class ReadPipeTransport(asyncio.ReadTransport):
+    """The read end of a pipe-like fd."""
+
+    max_size = MAX_READ
+
+    def __init__(
+        self,
+        loop: Any,
+        pipe: Any,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        extra = {} if extra is None else extra
+        extra["pipe"] = pipe
+        super().__init__(extra)
+        # Not holding the pipe until it is accepted: __del__ must not close a refused one.
+        self._pipe: Any = None
+        self._closing = False
+        self._paused = False
+        self._fileno: int = pipe.fileno()
+        mode = _fd_mode(self._fileno)
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        self._loop: Any = loop
+        self._pipe = pipe
+        self._protocol: Any = protocol
+        os.set_blocking(self._fileno, False)
+        loop.call_soon(protocol.connection_made, self)
+        # Start reading only once connection_made() has run.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._pipe is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._fileno}")
+        if self._pipe is None:
+            info.append("closed")
+        elif self._loop is None or self._loop.is_closed():
+            info.append("open")
+        else:
+            info.append("polling" if self.is_reading() else "idle")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if self._pipe is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._pipe.close()
+
+    def _start_reading(self) -> None:
+        if self.is_reading():
+            self._loop.add_reader(self._fileno, self._read_ready)
+
+    def _read_ready(self) -> None:
+        try:
+            data = os.read(self._fileno, self.max_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal read error on pipe transport")
+            return
+        if data:
+            self._protocol.data_received(data)
+            return
+        # EOF: the write end is closed everywhere.
+        if self._loop.get_debug():
+            _logger.info("%r was closed by peer", self)
+        self._closing = True
+        self._loop.remove_reader(self._fileno)
+        self._loop.call_soon(self._protocol.eof_received)
+        self._loop.call_soon(self._call_connection_lost, None)
+
+    def is_reading(self) -> bool:
+        return not self._paused and not self._closing
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._loop.remove_reader(self._fileno)
+        if self._loop.get_debug():
+            _logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._loop.add_reader(self._fileno, self._read_ready)
+        if self._loop.get_debug():
+            _logger.debug("%r resumes reading", self)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol  # type: ignore[no-any-return]
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if not self._closing:
+            self._close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        quiet = isinstance(exc, OSError) and exc.errno == errno.EIO
+        _report_fatal(self._loop, self, exc, message, quiet)
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        self._closing = True
+        if _release_if_loop_closed(self):
+            return
+        self._loop.remove_reader(self._fileno)
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._pipe.close()
+            self._pipe = None
+            self._protocol = None
+            self._loop = None
+
+
+class WritePipeTransport(WriteFlowControl):
+    """The write end of a pipe-like fd, with a write buffer and flow control."""
+
+    def __init__(
+        self,
+        loop: Any,
+        pipe: Any,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        extra = {} if extra is None else extra
+        extra["pipe"] = pipe
+        super().__init__(extra)
+        # Not holding the pipe until it is accepted: __del__ must not close a refused one.
+        self._pipe: Any = None
+        self._buffer = bytearray()
+        self._conn_lost = 0
+        self._closing = False
+        self._fileno: int = pipe.fileno()
+        mode = _fd_mode(self._fileno)
+        is_socket = stat.S_ISSOCK(mode)
+        is_fifo = stat.S_ISFIFO(mode)
+        if not (stat.S_ISCHR(mode) or is_fifo or is_socket):
+            raise ValueError("Pipe transport is only for pipes, sockets and character devices")
+        self._loop = loop
+        self._pipe = pipe
+        self._protocol = protocol
+        os.set_blocking(self._fileno, False)
+        loop.call_soon(protocol.connection_made, self)
+        if is_socket or is_fifo:
+            # The write end of a pipe turns readable when the read end is closed:
+            # that is how the transport learns the reader went away.
+            loop.call_soon(loop.add_reader, self._fileno, self._read_ready)
+        if waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, waiter)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._pipe is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._fileno}")
+        if self._pipe is None:
+            info.append("closed")
+        elif self._loop is None or self._loop.is_closed():
+            info.append("open")
+        else:
+            info.append("polling" if self._buffer else "idle")
+            info.append(f"bufsize={self.get_write_buffer_size()}")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if self._pipe is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._pipe.close()
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def _read_ready(self) -> None:
+        # The reader closed its end (pipes never carry data this way).
+        if self._loop.get_debug():
+            _logger.info("%r was closed by peer", self)
+        self._close(BrokenPipeError() if self._buffer else None)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if isinstance(data, bytearray):
+            data = memoryview(data)
+        if not data:
+            return
+        if self._conn_lost or self._closing:
+            if self._conn_lost >= _LOST_WRITES_BEFORE_WARNING:
+                _logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            # Nothing queued: try writing straight away.
+            try:
+                sent = os.write(self._fileno, data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._conn_lost += 1
+                self._fatal_error(exc, "Fatal write error on pipe transport")
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:]
+            self._loop.add_writer(self._fileno, self._write_ready)
+        self._buffer += data
+        self._maybe_pause_protocol()
+
+    def _write_ready(self) -> None:
+        try:
+            sent = os.write(self._fileno, self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._buffer.clear()
+            self._conn_lost += 1
+            # Drop the writer first: _fatal_error would close with a buffer to discard.
+            self._loop.remove_writer(self._fileno)
+            self._fatal_error(exc, "Fatal write error on pipe transport")
+            return
+        if sent < len(self._buffer):
+            del self._buffer[:sent]
+            return
+        self._buffer.clear()
+        self._loop.remove_writer(self._fileno)
+        self._maybe_resume_protocol()
+        if self._closing:
+            # write_eof() or close() was waiting for the buffer to drain.
+            self._loop.remove_reader(self._fileno)
+            self._call_connection_lost(None)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if not self._buffer:
+            self._loop.remove_reader(self._fileno)
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol  # type: ignore[no-any-return]
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Close once the buffer is flushed (like ``write_eof``)."""
+        if self._pipe is not None and not self._closing:
+            self.write_eof()
+
+    def abort(self) -> None:
+        """Close now, dropping whatever is buffered."""
+        self._close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        _report_fatal(self._loop, self, exc, message, isinstance(exc, OSError))
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        self._closing = True
+        if _release_if_loop_closed(self):
+            return
+        if self._buffer:
+            self._loop.remove_writer(self._fileno)
+        self._buffer.clear()
+        self._loop.remove_reader(self._fileno)
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._pipe.close()
+            self._pipe = None
+            self._protocol = None
+            self._loop = None
