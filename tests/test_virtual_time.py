@@ -303,3 +303,40 @@ def test_switching_a_stopped_loop_to_virtual_time() -> None:
     loop.run_until_complete(asyncio.sleep(100))
     assert loop.time() == 100.0
     loop.close()
+
+
+def test_tcp_echo_and_a_subprocess_complete_under_virtual_time() -> None:
+    """Real I/O under virtual time: timeouts must not jump ahead of real work."""
+    import sys
+
+    async def main(log: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write((await reader.readline()).upper())
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+        writer.write(b"ping\n")
+        log.append((await asyncio.wait_for(reader.readline(), 30)).decode().strip())
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+        # The child sleeps in real time; the 30 s virtual timeout must not fire first.
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "import time; time.sleep(0.2); print('child done')",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+        log.append(out.decode().strip())
+        log.append(f"exit {proc.returncode}, t={loop.time():g}")
+
+    log, _ = events_on(main, virtual_time=True)
+    assert log == ["PING", "child done", "exit 0, t=0"]
