@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -448,6 +449,13 @@ def format_table(comparison: Comparison, *, verbose: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _absolute_command(python: str) -> str:
+    """``python`` as an absolute path (a bare name is looked up on PATH)."""
+    if os.sep in python:
+        return os.path.abspath(python)
+    return shutil.which(python) or python
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Compare test.test_asyncio results on the stdlib loop and a candidate loop."
@@ -496,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     comparison = run_comparison(
-        python=args.python,
+        # Absolute: the harness runs with a temporary working directory.
+        python=_absolute_command(args.python),
         candidate=args.loop,
         baseline=args.baseline,
         modules=args.module,
