@@ -185,7 +185,7 @@ class BaseLoop:
         context: contextvars.Context | None = None,
     ) -> Handle:
         """Run ``callback(*args)`` on the next iteration, in FIFO order."""
-        handle = self._new_handle(callback, args, context, "call_soon")
+        handle = _new_handle(self, callback, args, context, "call_soon")
         if self._instruments is not None:
             self._note_scheduled(callback)
         self._ready.append(handle)
@@ -198,31 +198,12 @@ class BaseLoop:
         context: contextvars.Context | None = None,
     ) -> Handle:
         """Like ``call_soon``, from any thread; wakes a sleeping loop at once."""
-        handle = self._new_handle(callback, args, context, "call_soon_threadsafe")
+        handle = _new_handle(self, callback, args, context, "call_soon_threadsafe")
         self._ready.append(handle)
         # The loop's own thread needs no wake-up unless it is inside poll:
         # a signal handler runs there, and poll resumes after it returns.
         if self._polling or _get_ident() != self._thread_id:
             self._waker.wake()
-        return handle
-
-    def _new_handle(
-        self,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        context: contextvars.Context | None,
-        method: str,
-    ) -> Handle:
-        """A handle for ``method``, with asyncio's checks (thread and callback in debug mode)."""
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if not self._debug:
-            return Handle(callback, args, self, context)
-        if method != "call_soon_threadsafe":
-            debug.check_thread(self._thread_id)
-        debug.check_callback(callback, method)
-        handle = Handle(callback, args, self, context)
-        handle._source_traceback = debug.capture_stack()
         return handle
 
     def call_later(
@@ -235,7 +216,7 @@ class BaseLoop:
         """Run ``callback(*args)`` after ``delay`` seconds."""
         if delay is None:
             raise TypeError("delay must not be None")
-        return self._new_timer(self.time() + delay, callback, args, context)
+        return _new_timer(self, self.time() + delay, callback, args, context)
 
     def call_at(
         self,
@@ -247,26 +228,7 @@ class BaseLoop:
         """Run ``callback(*args)`` at loop time ``when``."""
         if when is None:
             raise TypeError("when cannot be None")
-        return self._new_timer(when, callback, args, context)
-
-    def _new_timer(
-        self,
-        when: float,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        context: contextvars.Context | None,
-    ) -> TimerHandle:
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        if self._debug:
-            debug.check_thread(self._thread_id)
-            debug.check_callback(callback, "call_at")
-        timers = self._timers
-        timer = TimerHandle(when, timers.next_seq(), callback, args, self, context)
-        if self._debug:
-            timer._source_traceback = debug.capture_stack()
-        timers.push(timer)
-        return timer
+        return _new_timer(self, when, callback, args, context)
 
     # -- futures and tasks ---------------------------------------------------
 
@@ -371,7 +333,7 @@ class BaseLoop:
         self._run_forever_setup()
         try:
             while True:
-                self._run_once()
+                _run_once(self)
                 if self._stopping:
                     break
         finally:
@@ -408,49 +370,13 @@ class BaseLoop:
 
     def _run_once(self) -> None:
         """One iteration: poll for I/O, collect due timers, run what is ready."""
-        ready = self._ready
-        timers = self._timers
-        self._iterations += 1
-        if timers.cancelled_count:
-            timers.prune()
-        if ready or self._stopping:
-            # Something is runnable: only look at I/O if there is I/O to see
-            # and the last look was more than POLL_INTERVAL ago.
-            if len(self._fds):
-                now = _monotonic()
-                if now >= self._next_poll:
-                    self._next_poll = now + POLL_INTERVAL
-                    self._poll(0.0)
-        elif self._vclock is not None:
-            self._idle_virtual(self._vclock)
-        else:
-            timeout = -1.0
-            if timers.heap:
-                timeout = timers.first_when() - self.time()
-                if timeout < 0.0:
-                    timeout = 0.0
-            self._next_poll = _monotonic() + POLL_INTERVAL
-            self._poll(timeout)
-        if timers.heap:
-            timers.pop_due(self.time() + self._clock_resolution, ready)
-        ntodo = len(ready)
-        instruments = self._instruments
-        if self._debug or (instruments is not None and instruments.per_handle):
-            self._run_ready_observed(ntodo)
-            return
-        handle: Handle | None = None
-        for _ in range(ntodo):
-            handle = ready.popleft()
-            if not handle._cancelled:
-                run_handle(handle)
-                self._handles_run += 1
-        handle = None  # see run_handle: no reference cycles through this frame
+        _run_once(self)
 
     def _idle_virtual(self, clock: VirtualClock) -> None:
         """Nothing is ready on a virtual-time loop: see I/O, wait for held work, or jump."""
         if len(self._fds):
             # Real sockets, pipes and children keep working under virtual time.
-            self._poll(0.0)
+            _poll(self, 0.0)
             if self._ready:
                 return
         timers = self._timers
@@ -462,43 +388,18 @@ class BaseLoop:
         if clock.holds:
             # Outside work (an executor job, a hold) will wake the loop; wait
             # for it in real time, re-checking now and then for released holds.
-            self._poll(HOLD_RECHECK)
+            _poll(self, HOLD_RECHECK)
             return
         if timers.heap and clock.autojump:
             clock.jump_to(timers.first_when())
             return
         if len(self._fds):
-            self._poll(-1.0)  # only I/O from outside can wake the loop now
+            _poll(self, -1.0)  # only I/O from outside can wake the loop now
             return
         raise VirtualTimeDeadlock(describe_deadlock(self, clock))
 
     def _poll(self, timeout: float) -> None:
-        instruments = self._instruments
-        if instruments is not None and instruments.io_waits:
-            instruments.call("before_io_wait", timeout)
-        measure = self._measure_idle
-        started = _perf_counter() if measure else 0.0
-        self._polling = True
-        try:
-            event_list = self._poller.poll(timeout)
-        finally:
-            self._polling = False
-        self._polls += 1
-        if measure:
-            self._idle_time += _perf_counter() - started
-        if instruments is not None and instruments.io_waits:
-            instruments.call("after_io_wait", len(event_list))
-        if not event_list:
-            return
-        self._io_events += len(event_list)
-        waker_fd = self._waker_fd
-        fds = self._fds
-        ready = self._ready
-        for fd, mask in event_list:
-            if fd == waker_fd:
-                self._waker.drain()
-            else:
-                fds.dispatch(fd, mask, ready)
+        _poll(self, timeout)
 
     def _run_ready_observed(self, ntodo: int) -> None:
         """The run step with debug timing and instrument hooks."""
@@ -620,6 +521,125 @@ class BaseLoop:
         # here would change the parent's interest set. Only close our copies.
         self._poller.close()
         self._waker.close()
+
+
+def _new_handle(
+    loop: BaseLoop,
+    callback: Callable[..., object],
+    args: tuple[Any, ...],
+    context: contextvars.Context | None,
+    method: str,
+) -> Handle:
+    """A handle for ``method``, with asyncio's checks (thread and callback in debug mode).
+
+    Functions like this one are module-level on purpose: compiled code calls
+    them directly, while a method of ``BaseLoop`` (which allows interpreted
+    subclasses such as ``Loop``) is reached through a lookup on every call.
+    """
+    if loop._closed:
+        raise RuntimeError("Event loop is closed")
+    if not loop._debug:
+        return Handle(callback, args, loop, context)
+    if method != "call_soon_threadsafe":
+        debug.check_thread(loop._thread_id)
+    debug.check_callback(callback, method)
+    handle = Handle(callback, args, loop, context)
+    handle._source_traceback = debug.capture_stack()
+    return handle
+
+
+def _new_timer(
+    loop: BaseLoop,
+    when: float,
+    callback: Callable[..., object],
+    args: tuple[Any, ...],
+    context: contextvars.Context | None,
+) -> TimerHandle:
+    if loop._closed:
+        raise RuntimeError("Event loop is closed")
+    if loop._debug:
+        debug.check_thread(loop._thread_id)
+        debug.check_callback(callback, "call_at")
+    timers = loop._timers
+    timer = TimerHandle(when, timers.next_seq(), callback, args, loop, context)
+    if loop._debug:
+        timer._source_traceback = debug.capture_stack()
+    timers.push(timer)
+    return timer
+
+
+def _run_once(loop: BaseLoop) -> None:
+    """One iteration: poll for I/O, collect due timers, run what is ready.
+
+    A function, not a method: compiled code calls it directly, where a method
+    of a class that allows interpreted subclasses is called through a lookup.
+    """
+    ready = loop._ready
+    timers = loop._timers
+    loop._iterations += 1
+    if timers.cancelled_count:
+        timers.prune()
+    if ready or loop._stopping:
+        # Something is runnable: only look at I/O if there is I/O to see
+        # and the last look was more than POLL_INTERVAL ago.
+        if len(loop._fds):
+            now = _monotonic()
+            if now >= loop._next_poll:
+                loop._next_poll = now + POLL_INTERVAL
+                _poll(loop, 0.0)
+    elif loop._vclock is not None:
+        loop._idle_virtual(loop._vclock)
+    else:
+        timeout = -1.0
+        if timers.heap:
+            timeout = timers.first_when() - loop.time()
+            if timeout < 0.0:
+                timeout = 0.0
+        loop._next_poll = _monotonic() + POLL_INTERVAL
+        _poll(loop, timeout)
+    if timers.heap:
+        timers.pop_due(loop.time() + loop._clock_resolution, ready)
+    ntodo = len(ready)
+    instruments = loop._instruments
+    if loop._debug or (instruments is not None and instruments.per_handle):
+        loop._run_ready_observed(ntodo)
+        return
+    handle: Handle | None = None
+    for _ in range(ntodo):
+        handle = ready.popleft()
+        if not handle._cancelled:
+            run_handle(handle)
+            loop._handles_run += 1
+    handle = None  # see run_handle: no reference cycles through this frame
+
+
+def _poll(loop: BaseLoop, timeout: float) -> None:
+    instruments = loop._instruments
+    if instruments is not None and instruments.io_waits:
+        instruments.call("before_io_wait", timeout)
+    measure = loop._measure_idle
+    started = _perf_counter() if measure else 0.0
+    loop._polling = True
+    try:
+        event_list = loop._poller.poll(timeout)
+    finally:
+        loop._polling = False
+    loop._polls += 1
+    if measure:
+        loop._idle_time += _perf_counter() - started
+    if instruments is not None and instruments.io_waits:
+        instruments.call("after_io_wait", len(event_list))
+    if not event_list:
+        return
+    loop._io_events += len(event_list)
+    waker_fd = loop._waker_fd
+    fds = loop._fds
+    ready = loop._ready
+    for fd, mask in event_list:
+        if fd == waker_fd:
+            loop._waker.drain()
+        else:
+            fds.dispatch(fd, mask, ready)
 
 
 def _refuse_eager_start(kwargs: dict[str, Any]) -> None:
