@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from tests.monitored import Program, run_program
@@ -14,6 +15,7 @@ from tests.monitored import Program, run_program
 import aloop
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+T = TypeVar("T")
 
 LOOP_FACTORIES: dict[str, LoopFactory] = {
     "asyncio": asyncio.new_event_loop,
@@ -55,6 +57,35 @@ def aloop_loop() -> Iterator[aloop.Loop]:
 def program(tmp_path: Path) -> Iterator[Program]:
     """A real program running with its monitor on (see tests/monitored.py)."""
     yield from run_program(tmp_path)
+
+
+def run_with_loop(
+    loop_factory: LoopFactory, main: Callable[[asyncio.AbstractEventLoop], Awaitable[T]]
+) -> T:
+    """Run ``main(loop)`` on a fresh loop; shut its executor down and close it."""
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(main(loop))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def run_main(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main()`` on a fresh loop and close it."""
+    loop = loop_factory()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def both(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` on both loops; assert they agree and return the result."""
+    expected = run_main(asyncio.new_event_loop, main)
+    got = run_main(aloop.new_event_loop, main)
+    assert got == expected
+    return got
 
 
 def open_fds() -> int:

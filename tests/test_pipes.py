@@ -12,29 +12,13 @@ import gc
 import os
 import socket
 import tempfile
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.conftest import LoopFactory, both
+from tests.conftest import run_main as run
 
 import aloop
-
-
-def run(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def both(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main`` on both loops; assert they agree and return the result."""
-    expected = run(asyncio.new_event_loop, main)
-    got = run(aloop.new_event_loop, main)
-    assert got == expected
-    return got
 
 
 class Recorder(asyncio.Protocol):

@@ -22,7 +22,8 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.conftest import LoopFactory, both
+from tests.conftest import run_main as run
 
 import aloop
 from aloop._core import children as aloop_children
@@ -52,22 +53,6 @@ def no_zombie() -> Iterator[None]:
     yield
     left = children() - before
     assert not left, f"children left behind: {left}"
-
-
-def run(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def both(main: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    """Run ``main`` on both loops; assert they agree and return the result."""
-    expected = run(asyncio.new_event_loop, main)
-    got = run(aloop.new_event_loop, main)
-    assert got == expected
-    return got
 
 
 @pytest.fixture(params=["pidfd", "thread"])
