@@ -186,8 +186,9 @@ class BaseLoop:
     ) -> Handle:
         """Run ``callback(*args)`` on the next iteration, in FIFO order."""
         handle = _new_handle(self, callback, args, context, "call_soon")
-        if self._instruments is not None:
-            self._note_scheduled(callback)
+        instruments = self._instruments
+        if instruments is not None and instruments.schedules:
+            _note_scheduled(instruments, callback)
         self._ready.append(handle)
         return handle
 
@@ -468,14 +469,6 @@ class BaseLoop:
         if not self._instruments.attached:
             self._instruments = None
 
-    def _note_scheduled(self, callback: object) -> None:
-        instruments = self._instruments
-        if instruments is None or not instruments.schedules:
-            return
-        owner = getattr(callback, "__self__", None)
-        if isinstance(owner, _Task):
-            instruments.scheduled(owner)
-
     # -- errors ------------------------------------------------------------------
 
     def get_exception_handler(self) -> Callable[[Any, dict[str, Any]], object] | None:
@@ -546,6 +539,13 @@ def _new_handle(
     handle = Handle(callback, args, loop, context)
     handle._source_traceback = debug.capture_stack()
     return handle
+
+
+def _note_scheduled(instruments: Instruments, callback: object) -> None:
+    """Report a task step being queued (``task_scheduled``)."""
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, _Task):
+        instruments.scheduled(owner)
 
 
 def _new_timer(
