@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from tests.conftest import LoopFactory
-
-_T = TypeVar("_T")
+from tests.conftest import run_with_loop as run
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 DATA = bytes(range(256)) * 4000  # ~1 MiB
-
-
-def run(
-    loop_factory: LoopFactory, main: Callable[[asyncio.AbstractEventLoop], Awaitable[_T]]
-) -> _T:
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(main(loop))
-    finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
 
 
 async def drain_reader(reader: asyncio.StreamReader) -> bytes:

@@ -79,6 +79,23 @@ def _release_if_loop_closed(transport: Any) -> bool:
     return True
 
 
+def _repr_head(transport: Any) -> tuple[list[str], bool]:
+    """The repr words both pipe transports share, and whether the pipe is live on its loop."""
+    info = [type(transport).__name__]
+    if transport._pipe is None:
+        info.append("closed")
+    elif transport._closing:
+        info.append("closing")
+    info.append(f"fd={transport._fileno}")
+    if transport._pipe is None:
+        info.append("closed")
+    elif transport._loop is None or transport._loop.is_closed():
+        info.append("open")
+    else:
+        return info, True
+    return info, False
+
+
 class ReadPipeTransport(asyncio.ReadTransport):
     """The read end of a pipe-like fd."""
 
@@ -114,17 +131,8 @@ class ReadPipeTransport(asyncio.ReadTransport):
             loop.call_soon(_set_result_unless_cancelled, waiter)
 
     def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._pipe is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._fileno}")
-        if self._pipe is None:
-            info.append("closed")
-        elif self._loop is None or self._loop.is_closed():
-            info.append("open")
-        else:
+        info, live = _repr_head(self)
+        if live:
             info.append("polling" if self.is_reading() else "idle")
         return "<{}>".format(" ".join(info))
 
@@ -248,17 +256,8 @@ class WritePipeTransport(WriteFlowControl):
             loop.call_soon(_set_result_unless_cancelled, waiter)
 
     def __repr__(self) -> str:
-        info = [type(self).__name__]
-        if self._pipe is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._fileno}")
-        if self._pipe is None:
-            info.append("closed")
-        elif self._loop is None or self._loop.is_closed():
-            info.append("open")
-        else:
+        info, live = _repr_head(self)
+        if live:
             info.append("polling" if self._buffer else "idle")
             info.append(f"bufsize={self.get_write_buffer_size()}")
         return "<{}>".format(" ".join(info))
