@@ -370,7 +370,10 @@ class BaseLoop:
         self._stopping = True
 
     def _run_once(self) -> None:
-        """One iteration: poll for I/O, collect due timers, run what is ready."""
+        """One iteration (asyncio's name for it, which outside tools call).
+
+        ``run_forever`` calls the module function directly.
+        """
         _run_once(self)
 
     def _idle_virtual(self, clock: VirtualClock) -> None:
@@ -398,9 +401,6 @@ class BaseLoop:
             _poll(self, -1.0)  # only I/O from outside can wake the loop now
             return
         raise VirtualTimeDeadlock(describe_deadlock(self, clock))
-
-    def _poll(self, timeout: float) -> None:
-        _poll(self, timeout)
 
     def _run_ready_observed(self, ntodo: int) -> None:
         """The run step with debug timing and instrument hooks."""
