@@ -201,6 +201,49 @@ def test_socket_owned_by_a_transport_is_refused(loop_factory: LoopFactory) -> No
     assert run(loop_factory, main).startswith("File descriptor")
 
 
+def test_add_reader_and_writer_on_a_transports_fd_are_refused(loop_factory: LoopFactory) -> None:
+    """add_/remove_reader/writer on an open transport's fd raise; once it closed, they work."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
+        a, b = socket.socketpair()
+        seen = []
+        with b:
+            transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+            fd = a.fileno()
+            calls: list[Any] = [
+                lambda: loop.add_reader(fd, print),
+                lambda: loop.add_writer(a, print),
+                lambda: loop.remove_reader(fd),
+                lambda: loop.remove_writer(a),
+            ]
+            for call in calls:
+                try:
+                    call()
+                    seen.append("allowed")
+                except RuntimeError as exc:
+                    shown = str(exc).replace(repr(transport), "T").replace(repr(a), "S")
+                    seen.append(shown.replace(f" {fd} ", " N "))
+            transport.pause_reading()  # still open: still refused
+            try:
+                loop.add_reader(fd, print)
+            except RuntimeError:
+                seen.append("refused while paused")
+            transport.close()
+            # A closing transport no longer owns the fd.
+            loop.add_reader(fd, print)
+            seen.append(f"after close: {loop.remove_reader(fd)}")
+            await asyncio.sleep(0)
+        return seen
+
+    got = run(loop_factory, main)
+    assert got == run(asyncio.new_event_loop, main)
+    assert got[:2] == [
+        "File descriptor N is used by transport T",
+        "File descriptor S is used by transport T",
+    ]
+    assert got[4:] == ["refused while paused", "after close: True"]
+
+
 # -- DNS --------------------------------------------------------------------------------
 
 

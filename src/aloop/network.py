@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from aloop._core.fdtable import fileobj_to_fd
 from aloop._transports import connect, datagram, dns, sendfile, server, sockops, tls
 
 __all__ = ["NetworkMixin"]
@@ -42,6 +43,29 @@ class NetworkMixin:
         table = self._net_transports
         if table is not None and table.get(fd) is transport:
             del table[fd]
+
+    # -- add_reader & co: refused on an fd an open transport owns (as asyncio) ---------
+
+    def _ensure_fd_no_transport(self, fd: Any) -> None:
+        sockops.check_fd_free(self, fileobj_to_fd(fd), fd)
+
+    def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        """Call ``callback(*args)`` whenever ``fd`` is readable."""
+        self._ensure_fd_no_transport(fd)
+        return self._add_reader(fd, callback, *args)  # type: ignore[attr-defined]
+
+    def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
+        """Call ``callback(*args)`` whenever ``fd`` is writable."""
+        self._ensure_fd_no_transport(fd)
+        return self._add_writer(fd, callback, *args)  # type: ignore[attr-defined]
+
+    def remove_reader(self, fd: Any) -> bool:
+        self._ensure_fd_no_transport(fd)
+        return self._remove_reader(fd)  # type: ignore[attr-defined,no-any-return]
+
+    def remove_writer(self, fd: Any) -> bool:
+        self._ensure_fd_no_transport(fd)
+        return self._remove_writer(fd)  # type: ignore[attr-defined,no-any-return]
 
     def _close_network(self) -> None:
         """Called by ``Loop.close()`` before the scheduler releases its fds."""

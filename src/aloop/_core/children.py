@@ -87,7 +87,7 @@ class _ThreadReports:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         self._closed = False
-        loop.add_reader(self._read_fd, self._drain)
+        loop._add_reader(self._read_fd, self._drain)
 
     def report(self, proc: subprocess.Popen[Any], on_exit: ExitCallback, returncode: int) -> None:
         """From a waitpid thread: queue the exit and wake the loop."""
@@ -116,7 +116,7 @@ class _ThreadReports:
         with self._lock:
             self._closed = True
             if same_process:
-                self._loop.remove_reader(self._read_fd)
+                self._loop._remove_reader(self._read_fd)
             os.close(self._read_fd)
             os.close(self._write_fd)
 
@@ -149,7 +149,7 @@ class ChildWatchers:
                 pidfd = -1  # out of fds, say: the thread still works
         if pidfd >= 0:
             self._pidfds[pidfd] = (proc, on_exit)
-            self._loop.add_reader(pidfd, self._pidfd_ready, pidfd)
+            self._loop._add_reader(pidfd, self._pidfd_ready, pidfd)
             return
         reports = self._threads
         if reports is None:
@@ -171,7 +171,7 @@ class ChildWatchers:
         if returncode is None:
             return  # not exited after all: keep waiting
         del self._pidfds[pidfd]
-        self._loop.remove_reader(pidfd)
+        self._loop._remove_reader(pidfd)
         os.close(pidfd)
         # A callback of its own, as asyncio's watchers report through call_soon_threadsafe.
         self._loop.call_soon(on_exit, returncode)
@@ -188,7 +188,7 @@ class ChildWatchers:
         pidfds, self._pidfds = self._pidfds, {}
         for pidfd, (proc, _) in pidfds.items():
             if same_process:
-                self._loop.remove_reader(pidfd)
+                self._loop._remove_reader(pidfd)
             os.close(pidfd)
             if not same_process:
                 continue

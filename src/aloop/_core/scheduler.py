@@ -296,18 +296,21 @@ class BaseLoop:
 
     # -- I/O readiness ---------------------------------------------------------
 
-    def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+    # The public add_/remove_ methods of ``aloop.Loop`` first refuse an fd that a
+    # transport owns; the loop's own transports and watchers use these.
+
+    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
         return self._add_io(fd, callback, args, False)
 
-    def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
+    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
         return self._add_io(fd, callback, args, True)
 
-    def remove_reader(self, fd: Any) -> bool:
+    def _remove_reader(self, fd: Any) -> bool:
         return self._remove_io(fd, False)
 
-    def remove_writer(self, fd: Any) -> bool:
+    def _remove_writer(self, fd: Any) -> bool:
         return self._remove_io(fd, True)
 
     def _add_io(

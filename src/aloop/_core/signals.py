@@ -113,7 +113,7 @@ class SignalHandlers:
             self.remove(signum)
         if self._read_fd >= 0:
             if same_process:
-                self._loop.remove_reader(self._read_fd)
+                self._loop._remove_reader(self._read_fd)
             os.close(self._read_fd)
             os.close(self._write_fd)
             self._read_fd = self._write_fd = -1
@@ -130,7 +130,7 @@ class SignalHandlers:
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         self._read_fd, self._write_fd = read_fd, write_fd
-        self._loop.add_reader(read_fd, self._drain)
+        self._loop._add_reader(read_fd, self._drain)
 
     def _drain(self) -> None:
         """Read the signal numbers written by the C handler; queue their handlers."""

@@ -98,7 +98,7 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
                 self._send(data, addr)
                 return
             except WOULD_BLOCK:
-                self._loop.add_writer(self._sock_fd, self._write_ready)
+                self._loop._add_writer(self._sock_fd, self._write_ready)
             except OSError as exc:
                 self._protocol.error_received(exc)
                 return
@@ -140,7 +140,7 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
             self._buffer_size -= len(data) + _HEADER_SIZE
         self._maybe_resume_protocol()  # may send more
         if not self._buffer:
-            self._loop.remove_writer(self._sock_fd)
+            self._loop._remove_writer(self._sock_fd)
             if self._closing:
                 self._call_connection_lost(None)
 

@@ -143,7 +143,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
 
     def _start_reading(self) -> None:
         if self.is_reading():
-            self._loop.add_reader(self._fileno, self._read_ready)
+            self._loop._add_reader(self._fileno, self._read_ready)
 
     def _read_ready(self) -> None:
         try:
@@ -160,7 +160,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
         if self._loop.get_debug():
             _logger.info("%r was closed by peer", self)
         self._closing = True
-        self._loop.remove_reader(self._fileno)
+        self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._protocol.eof_received)
         self._loop.call_soon(self._call_connection_lost, None)
 
@@ -171,7 +171,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
         if not self.is_reading():
             return
         self._paused = True
-        self._loop.remove_reader(self._fileno)
+        self._loop._remove_reader(self._fileno)
         if self._loop.get_debug():
             _logger.debug("%r pauses reading", self)
 
@@ -179,7 +179,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
         if self._closing or not self._paused:
             return
         self._paused = False
-        self._loop.add_reader(self._fileno, self._read_ready)
+        self._loop._add_reader(self._fileno, self._read_ready)
         if self._loop.get_debug():
             _logger.debug("%r resumes reading", self)
 
@@ -205,7 +205,7 @@ class ReadPipeTransport(asyncio.ReadTransport):
         self._closing = True
         if _release_if_loop_closed(self):
             return
-        self._loop.remove_reader(self._fileno)
+        self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
@@ -251,7 +251,7 @@ class WritePipeTransport(WriteFlowControl):
         if is_socket or is_fifo:
             # The write end of a pipe turns readable when the read end is closed:
             # that is how the transport learns the reader went away.
-            loop.call_soon(loop.add_reader, self._fileno, self._read_ready)
+            loop.call_soon(loop._add_reader, self._fileno, self._read_ready)
         if waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, waiter)
 
@@ -305,7 +305,7 @@ class WritePipeTransport(WriteFlowControl):
             if sent == len(data):
                 return
             data = memoryview(data)[sent:]
-            self._loop.add_writer(self._fileno, self._write_ready)
+            self._loop._add_writer(self._fileno, self._write_ready)
         self._buffer += data
         self._maybe_pause_protocol()
 
@@ -320,18 +320,18 @@ class WritePipeTransport(WriteFlowControl):
             self._buffer.clear()
             self._conn_lost += 1
             # Drop the writer first: _fatal_error would close with a buffer to discard.
-            self._loop.remove_writer(self._fileno)
+            self._loop._remove_writer(self._fileno)
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
         if sent < len(self._buffer):
             del self._buffer[:sent]
             return
         self._buffer.clear()
-        self._loop.remove_writer(self._fileno)
+        self._loop._remove_writer(self._fileno)
         self._maybe_resume_protocol()
         if self._closing:
             # write_eof() or close() was waiting for the buffer to drain.
-            self._loop.remove_reader(self._fileno)
+            self._loop._remove_reader(self._fileno)
             self._call_connection_lost(None)
 
     def can_write_eof(self) -> bool:
@@ -342,7 +342,7 @@ class WritePipeTransport(WriteFlowControl):
             return
         self._closing = True
         if not self._buffer:
-            self._loop.remove_reader(self._fileno)
+            self._loop._remove_reader(self._fileno)
             self._loop.call_soon(self._call_connection_lost, None)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
@@ -372,9 +372,9 @@ class WritePipeTransport(WriteFlowControl):
         if _release_if_loop_closed(self):
             return
         if self._buffer:
-            self._loop.remove_writer(self._fileno)
+            self._loop._remove_writer(self._fileno)
         self._buffer.clear()
-        self._loop.remove_reader(self._fileno)
+        self._loop._remove_reader(self._fileno)
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:

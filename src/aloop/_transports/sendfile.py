@@ -138,11 +138,11 @@ async def _sock_sendfile_native(
             sent_total += sent
         if not waiting:
             waiting = True
-            loop.add_writer(fd, step)
+            loop._add_writer(fd, step)
 
     def on_done(_: object) -> None:
         if waiting and sock.fileno() != -1:
-            loop.remove_writer(fd)
+            loop._remove_writer(fd)
         if fut.cancelled():
             finish()
 

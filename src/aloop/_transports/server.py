@@ -175,12 +175,12 @@ class Server(asyncio.AbstractServer):
 
 def start_serving(loop: Any, sock: socket.socket, server: Server) -> None:
     """Watch ``sock`` for incoming connections."""
-    loop.add_reader(sock.fileno(), _accept_ready, loop, sock, server)
+    loop._add_reader(sock.fileno(), _accept_ready, loop, sock, server)
 
 
 def stop_serving(loop: Any, sock: socket.socket) -> None:
     """Stop watching ``sock`` and close it (removing a Unix socket file we made)."""
-    loop.remove_reader(sock.fileno())
+    loop._remove_reader(sock.fileno())
     loop._forget_unix_server_socket(sock)
     sock.close()
 
@@ -206,7 +206,7 @@ def _accept_ready(loop: Any, sock: socket.socket, server: Server) -> None:
                 }
             )
             # Linux keeps the fd readable: stop listening for a while.
-            loop.remove_reader(sock.fileno())
+            loop._remove_reader(sock.fileno())
             loop.call_later(ACCEPT_RETRY_DELAY, _resume_accepting, loop, sock, server)
             return
         else:

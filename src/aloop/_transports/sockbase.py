@@ -130,7 +130,7 @@ class SocketTransport(WriteFlowControl):
 
     def _start_reading(self) -> None:
         if not self._closing and not self._paused:
-            self._loop.add_reader(self._sock_fd, self._read_ready)
+            self._loop._add_reader(self._sock_fd, self._read_ready)
 
     def is_reading(self) -> bool:
         return not self._closing and not self._paused
@@ -139,13 +139,13 @@ class SocketTransport(WriteFlowControl):
         if not self.is_reading():
             return
         self._paused = True
-        self._loop.remove_reader(self._sock_fd)
+        self._loop._remove_reader(self._sock_fd)
 
     def resume_reading(self) -> None:
         if self._closing or not self._paused:
             return
         self._paused = False
-        self._loop.add_reader(self._sock_fd, self._read_ready)
+        self._loop._add_reader(self._sock_fd, self._read_ready)
 
     def _note_lost_write(self) -> None:
         if self._conn_lost >= CONNLOST_WARN_AFTER:
@@ -158,10 +158,10 @@ class SocketTransport(WriteFlowControl):
         if self._closing:
             return
         self._closing = True
-        self._loop.remove_reader(self._sock_fd)
+        self._loop._remove_reader(self._sock_fd)
         if not self._has_buffered():
             self._conn_lost += 1
-            self._loop.remove_writer(self._sock_fd)
+            self._loop._remove_writer(self._sock_fd)
             self._loop.call_soon(self._call_connection_lost, None)
 
     def abort(self) -> None:
@@ -188,10 +188,10 @@ class SocketTransport(WriteFlowControl):
             return
         if self._has_buffered():
             self._drop_buffer()
-            self._loop.remove_writer(self._sock_fd)
+            self._loop._remove_writer(self._sock_fd)
         if not self._closing:
             self._closing = True
-            self._loop.remove_reader(self._sock_fd)
+            self._loop._remove_reader(self._sock_fd)
         self._conn_lost += 1
         self._loop.call_soon(self._call_connection_lost, exc)
 

@@ -50,11 +50,12 @@ def check_socket(loop: Any, sock: Any) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
-def check_fd_free(loop: Any, fd: int) -> None:
-    """Refuse to wait on an fd that an open transport owns."""
+def check_fd_free(loop: Any, fd: int, fileobj: Any = None) -> None:
+    """Refuse to wait on an fd that an open transport owns (named as the caller gave it)."""
     transport = loop._transport_for_fd(fd)
     if transport is not None and not transport.is_closing():
-        raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
+        shown = fd if fileobj is None else fileobj
+        raise RuntimeError(f"File descriptor {shown!r} is used by transport {transport!r}")
 
 
 def _wait(
@@ -79,12 +80,12 @@ def _wait(
         else:
             fut.set_result(result)
 
-    handle = (loop.add_writer if write else loop.add_reader)(fd, on_ready)
+    handle = (loop._add_writer if write else loop._add_reader)(fd, on_ready)
 
     def on_done(_: object) -> None:
         # If our handle was replaced by someone else's, leave theirs in place.
         if not handle.cancelled():
-            (loop.remove_writer if write else loop.remove_reader)(fd)
+            (loop._remove_writer if write else loop._remove_reader)(fd)
 
     fut.add_done_callback(on_done)
     return fut

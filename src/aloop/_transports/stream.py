@@ -144,7 +144,7 @@ class StreamTransport(SocketTransport):
             return
         if keep_open:
             # Half-closed: the protocol may still write, but nothing more comes in.
-            self._loop.remove_reader(self._sock_fd)
+            self._loop._remove_reader(self._sock_fd)
         else:
             self.close()
 
@@ -184,7 +184,7 @@ class StreamTransport(SocketTransport):
         size = data.nbytes if isinstance(data, memoryview) else len(data)
         if sent < size:
             self._append(data, sent)
-            self._loop.add_writer(self._sock_fd, self._write_ready)
+            self._loop._add_writer(self._sock_fd, self._write_ready)
             self._maybe_pause_protocol()
 
     def writelines(self, list_of_data: Iterable[Any]) -> None:
@@ -206,7 +206,7 @@ class StreamTransport(SocketTransport):
             # One sendmsg for all of them, no joined copy.
             self._write_ready()
             if self._buffer and not self._conn_lost:
-                self._loop.add_writer(self._sock_fd, self._write_ready)
+                self._loop._add_writer(self._sock_fd, self._write_ready)
         self._maybe_pause_protocol()
 
     def _append(self, data: Any, offset: int) -> None:
@@ -236,7 +236,7 @@ class StreamTransport(SocketTransport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.remove_writer(self._sock_fd)
+            self._loop._remove_writer(self._sock_fd)
             self._drop_buffer()
             self._fatal_error(exc, "Fatal write error on socket transport")
             if self._empty_waiter is not None:
@@ -246,7 +246,7 @@ class StreamTransport(SocketTransport):
         self._maybe_resume_protocol()  # may write more
         if self._buffer:
             return
-        self._loop.remove_writer(self._sock_fd)
+        self._loop._remove_writer(self._sock_fd)
         if self._empty_waiter is not None:
             self._empty_waiter.set_result(None)
         if self._closing:
