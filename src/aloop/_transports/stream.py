@@ -65,6 +65,10 @@ class StreamTransport(SocketTransport):
         self._eof = False
         # A future resolved when the write buffer drains (sendfile waits on it).
         self._empty_waiter: asyncio.Future[None] | None = None
+        # Bound once: the socket never changes, and the hot paths skip two lookups.
+        self._recv = sock.recv
+        self._recv_into = sock.recv_into
+        self._send = sock.send
         super().__init__(loop, sock, protocol, extra, server)
         set_nodelay(sock)
         self._start(waiter)
@@ -81,9 +85,8 @@ class StreamTransport(SocketTransport):
         if self._buffered:
             self._read_into_protocol()
             return
-        assert self._sock is not None
         try:
-            data = self._sock.recv(READ_SIZE)
+            data = self._recv(READ_SIZE)
         except WOULD_BLOCK:
             return
         except (SystemExit, KeyboardInterrupt):
@@ -114,7 +117,7 @@ class StreamTransport(SocketTransport):
             return
         assert self._sock is not None
         try:
-            nbytes = self._sock.recv_into(buf)
+            nbytes = self._recv_into(buf)
         except WOULD_BLOCK:
             return
         except (SystemExit, KeyboardInterrupt):
@@ -154,7 +157,7 @@ class StreamTransport(SocketTransport):
         return self._buffer_size
 
     def write(self, data: Any) -> None:
-        if not isinstance(data, BYTES_LIKE):
+        if type(data) is not bytes and not isinstance(data, BYTES_LIKE):
             raise TypeError(
                 f"data argument must be a bytes-like object, not {type(data).__name__!r}"
             )
@@ -171,9 +174,8 @@ class StreamTransport(SocketTransport):
             self._append(data, 0)
             self._maybe_pause_protocol()
             return
-        assert self._sock is not None
         try:
-            sent = self._sock.send(data)
+            sent = self._send(data)
         except WOULD_BLOCK:
             sent = 0
         except (SystemExit, KeyboardInterrupt):
@@ -181,7 +183,7 @@ class StreamTransport(SocketTransport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal write error on socket transport")
             return
-        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        size = len(data) if type(data) is bytes else memoryview(data).nbytes
         if sent < size:
             self._append(data, sent)
             self._loop._add_writer(self._sock_fd, self._write_ready)
@@ -228,7 +230,7 @@ class StreamTransport(SocketTransport):
         assert self._sock is not None
         try:
             if len(self._buffer) == 1 or not _HAS_SENDMSG:
-                sent = self._sock.send(self._buffer[0])
+                sent = self._send(self._buffer[0])
             else:
                 sent = self._sock.sendmsg(itertools.islice(self._buffer, _IOV_MAX))
         except WOULD_BLOCK:
