@@ -3,7 +3,8 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHONS=(3.11 3.12 3.13)
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13" pillow)
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13" pillow
+    aiohttp httpx websockets uvicorn)
 
 # The interpreter for a minor version: pyenv's newest install, else pythonX.Y on PATH.
 python_for() {
