@@ -1,20 +1,20 @@
 """TLS over aloop's stream transports: ``ssl=`` connections and servers, ``start_tls``.
 
-The TLS state machine is the stdlib's ``asyncio.sslproto.SSLProtocol`` (an
+The TLS state machine is aloop's own ``sslproto.SSLProtocol`` (an
 ``ssl.MemoryBIO`` pair driven as a ``BufferedProtocol``): it sits on an aloop
 ``StreamTransport`` as that transport's protocol, and the application talks
-to the TLS transport it exposes. Ciphertext reads go straight into
-SSLProtocol's buffer through ``recv_into``; only encrypted bytes reach the
-socket, and closing performs the TLS shutdown (with its timeout).
+to the ``SSLTransport`` it exposes. Ciphertext reads go straight into
+SSLProtocol's receive buffer through ``recv_into``; only encrypted bytes reach
+the socket, and closing performs the TLS shutdown (with its timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from asyncio import sslproto
 from typing import Any
 
+from aloop._transports.sslproto import SSLProtocol
 from aloop._transports.stream import StreamTransport
 
 try:
@@ -45,18 +45,19 @@ def make_tls_transport(
     ssl_shutdown_timeout: float | None = None,
 ) -> asyncio.Transport:
     """A TLS transport for ``protocol`` on ``rawsock``; ``waiter`` resolves after the handshake."""
-    tls = sslproto.SSLProtocol(
+    tls = SSLProtocol(
         loop,
         protocol,
         sslcontext,
-        waiter,  # type: ignore[arg-type]  # typeshed: None is accepted
+        waiter,
         server_side,
         server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # float is fine
+        ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
     )
+    app = tls._app_transport
+    assert app is not None
     StreamTransport(loop, rawsock, tls, extra=extra, server=server)
-    app: asyncio.Transport = tls._app_transport
     return app
 
 
@@ -117,14 +118,14 @@ async def start_tls(
     if not getattr(transport, "_start_tls_compatible", False):
         raise TypeError(f"transport {transport!r} is not supported by start_tls()")
     waiter: asyncio.Future[None] = loop.create_future()
-    tls = sslproto.SSLProtocol(
+    tls = SSLProtocol(
         loop,
         protocol,
         sslcontext,
         waiter,
         server_side,
         server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # float is fine
+        ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
         call_connection_made=False,
     )
@@ -141,5 +142,9 @@ async def start_tls(
         made.cancel()
         resumed.cancel()
         raise
-    app: asyncio.Transport = tls._app_transport
+    app = tls._app_transport
+    if app is None:
+        # The raw transport was closed (without an error) during the handshake;
+        # asyncio would return None here, which no caller can use.
+        raise ConnectionResetError("the connection was closed during the TLS handshake")
     return app
