@@ -1,6 +1,6 @@
 """The stream transport: a connected TCP or Unix socket under a Protocol.
 
-Reads: a plain ``Protocol`` gets ``recv(64 KiB)`` per readable event (below
+Reads: a plain ``Protocol`` gets ``recv(127 KiB)`` per readable event (below
 glibc's mmap threshold, so no page-fault storm per read); a
 ``BufferedProtocol`` gets the bytes ``recv_into`` its own buffer.
 Writes go straight to the socket; only what the kernel did not take is
@@ -27,8 +27,11 @@ from aloop._transports.sockbase import (
 
 __all__ = ["StreamTransport", "set_nodelay"]
 
-# Plenty for a Protocol's read; small enough to stay below the mmap threshold.
-READ_SIZE = 64 * 1024
+# One read takes a 100 KiB message whole, yet the fresh bytes object stays below
+# glibc's default mmap threshold (128 KiB): asyncio's recv(256 KiB) is served by
+# mmap, and page-faults on every read, wherever that threshold is fixed (e.g.
+# by MALLOC_MMAP_THRESHOLD_); tests/test_read_faults.py checks.
+READ_SIZE = 127 * 1024
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 
