@@ -54,10 +54,62 @@ PROGRAM = textwrap.dedent(
 )
 
 
+# A streams echo server holding CONNECTIONS client connections open: each
+# handler task (named conn-N) waits in reader.read() for its client's next line.
+CONNECTIONS = 50
+SERVER_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, itertools, sys
+    import aloop
+
+    CONNECTIONS = {connections}
+    numbers = itertools.count()
+
+    async def handle(reader, writer):
+        asyncio.current_task().set_name(f"conn-{next(numbers)}")
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    async def client(port, echoed):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\\n")
+        assert await reader.readline() == b"hello\\n"
+        echoed.release()
+        try:
+            await reader.read()   # held open until cancelled
+        finally:
+            writer.close()
+
+    async def main():
+        asyncio.current_task().set_name("main")
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        echoed = asyncio.Semaphore(0)
+        clients = [
+            asyncio.create_task(client(port, echoed), name=f"client-{i}")
+            for i in range(CONNECTIONS)
+        ]
+        for _ in range(CONNECTIONS):
+            await echoed.acquire()
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        server.close()
+
+    aloop.run(main(), monitor=True)
+    """
+).replace("{connections}", str(CONNECTIONS))
+
+
 class Program:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, source: str = PROGRAM) -> None:
         script = tmp / "monitored.py"
-        script.write_text(PROGRAM)
+        script.write_text(source)
         self.proc = subprocess.Popen(
             [sys.executable, str(script)],
             stdin=subprocess.PIPE,
@@ -80,9 +132,9 @@ class Program:
         self.proc.stdin.flush()
 
 
-def run_program(tmp_path: Path) -> Iterator[Program]:
+def run_program(tmp_path: Path, source: str = PROGRAM) -> Iterator[Program]:
     """The monitored program, stopped (and its socket checked gone) afterwards."""
-    prog = Program(tmp_path)
+    prog = Program(tmp_path, source)
     yield prog
     if prog.proc.poll() is None:
         prog.send("exit")

@@ -163,3 +163,182 @@ def test_failed_task_creation_does_not_hold_back_reports(aloop_loop: aloop.Loop)
     aloop_loop.run_until_complete(aloop_loop.create_task(later(), name="later"))
     names = [e for e in rec.events if e[1] == "later"]
     assert names[:3] == [("spawned", "later"), ("scheduled", "later"), ("step", "later")]
+
+
+# -- the compiled recorder: traces and per-step counts --------------------------
+
+
+def _trace_run(loop: aloop.Loop, main: Any, **trace_args: Any) -> dict[str, Any]:
+    from aloop.tooling.trace import Trace
+
+    trace = Trace(**trace_args)
+    loop.add_instrument(trace)
+    loop.run_until_complete(main)
+    loop.remove_instrument(trace)
+    return trace.to_json()
+
+
+def _by_track(data: dict[str, Any]) -> tuple[dict[int, str], dict[int, list[str]]]:
+    names = {e["tid"]: e["args"]["name"] for e in data["traceEvents"] if e["name"] == "thread_name"}
+    kinds: dict[int, list[str]] = {}
+    for e in data["traceEvents"]:
+        if e["ph"] != "M":
+            kinds.setdefault(e["tid"], []).append(e["name"])
+    return names, kinds
+
+
+def test_trace_uses_the_recorder_not_hooks(aloop_loop: aloop.Loop) -> None:
+    from aloop.tooling.trace import Trace
+
+    trace = Trace()
+    aloop_loop.add_instrument(trace)
+    assert aloop_loop._instruments is None and aloop_loop._recorder is not None
+    aloop_loop.remove_instrument(trace)
+    assert aloop_loop._recorder is None
+    with pytest.raises(KeyError):
+        aloop_loop.remove_instrument(trace)
+
+
+def test_trace_tracks_reused_ids_and_renamed_tasks(aloop_loop: aloop.Loop) -> None:
+    async def child(i: int) -> None:
+        await asyncio.sleep(0)
+        if i == 0:
+            asyncio.current_task().set_name("renamed")  # type: ignore[union-attr]
+
+    async def main() -> None:
+        asyncio.current_task().set_name("main")  # type: ignore[union-attr]
+        for i in range(50):  # one at a time: finished tasks' ids get reused
+            await aloop_loop.create_task(child(i), name=f"child-{i}")
+
+    data = _trace_run(aloop_loop, aloop_loop.create_task(main()))
+    names, kinds = _by_track(data)
+    assert sorted(names.values()) == sorted(
+        ["event loop", "main", "renamed", *(f"child-{i}" for i in range(1, 50))]
+    )
+    for track, name in names.items():
+        if name.startswith("child") or name == "renamed":
+            assert kinds[track] == ["spawned", "step", "step", "finished"], (name, kinds[track])
+
+
+def test_trace_ring_keeps_the_latest_events(aloop_loop: aloop.Loop) -> None:
+    async def spin() -> None:
+        for _ in range(1000):
+            await asyncio.sleep(0)
+
+    data = _trace_run(aloop_loop, spin(), max_events=100)
+    events = [e for e in data["traceEvents"] if e["ph"] != "M"]
+    # 100 records: each step's start, and the end of each iteration's batch.
+    assert 45 <= len(events) <= 55
+    assert "finished" in [e["name"] for e in events[-3:]]
+    stamps = [e["ts"] for e in events]
+    assert stamps == sorted(stamps)
+
+
+def test_traces_share_the_ring_each_with_its_window(aloop_loop: aloop.Loop) -> None:
+    from aloop.tooling.trace import Trace
+
+    async def named(name: str) -> None:
+        await asyncio.sleep(0)
+
+    first, second = Trace(), Trace()
+    aloop_loop.add_instrument(first)
+    aloop_loop.run_until_complete(aloop_loop.create_task(named("a"), name="a"))
+    aloop_loop.add_instrument(second)
+    aloop_loop.run_until_complete(aloop_loop.create_task(named("b"), name="b"))
+    aloop_loop.remove_instrument(first)
+    aloop_loop.run_until_complete(aloop_loop.create_task(named("c"), name="c"))
+    aloop_loop.remove_instrument(second)
+    assert aloop_loop._recorder is None
+    seen_first = set(_by_track(first.to_json())[0].values())
+    seen_second = set(_by_track(second.to_json())[0].values())
+    assert {"a", "b"} <= seen_first and "c" not in seen_first
+    assert {"b", "c"} <= seen_second and "a" not in seen_second
+
+
+def test_trace_keeps_no_task_alive(aloop_loop: aloop.Loop) -> None:
+    import gc
+    import weakref
+
+    from aloop.tooling.trace import Trace
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+
+    trace = Trace()
+    aloop_loop.add_instrument(trace)
+    task = aloop_loop.create_task(child())
+    aloop_loop.run_until_complete(task)
+    ref = weakref.ref(task)
+    task = None  # type: ignore[assignment]
+    gc.collect()
+    assert ref() is None
+    aloop_loop.remove_instrument(trace)
+
+
+def test_trace_with_hooks_and_debug(aloop_loop: aloop.Loop) -> None:
+    rec = Recorder()
+    aloop_loop.add_instrument(rec)
+    aloop_loop.set_debug(True)
+
+    async def child() -> None:
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        await aloop_loop.create_task(child(), name="child")
+
+    data = _trace_run(aloop_loop, main())
+    names, kinds = _by_track(data)
+    track = next(t for t, n in names.items() if n == "child")
+    assert kinds[track] == ["spawned", "step", "step", "finished"]
+    assert ("exited", "child") in rec.events
+
+
+def test_step_counts_are_compiled_not_hooked(aloop_loop: aloop.Loop) -> None:
+    import aloop.inspect
+
+    tracker = aloop.inspect.track(aloop_loop)
+    assert aloop_loop._recorder is not None and aloop_loop._recorder.counting
+
+    async def busy() -> None:
+        for _ in range(5):
+            sum(range(20_000))
+            await asyncio.sleep(0)
+
+    async def main() -> list[aloop.inspect.TaskInfo]:
+        task = asyncio.create_task(busy(), name="busy")
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        rows = aloop.inspect.snapshot(aloop_loop)
+        await task
+        return rows
+
+    live = {row.name: row for row in aloop_loop.run_until_complete(main())}
+    assert live["busy"].steps == 2 and live["busy"].cpu > 0
+    ended = next(rec for rec in tracker.ended if rec.name == "busy")
+    assert ended.steps == 6 and ended.state == "finished"
+    assert ended.cpu >= live["busy"].cpu and ended.longest_step <= ended.cpu
+
+
+def test_stats_table_matches_a_dict() -> None:
+    import random
+
+    from aloop._core.recorder import StatsTable, TaskStats
+
+    rng = random.Random(7)
+    for _ in range(50):
+        table, ref = StatsTable(), {}
+        for _ in range(rng.randint(1, 2000)):
+            op = rng.random()
+            if ref and op >= 0.5:
+                key = rng.choice(list(ref))
+            else:  # ids are 16-byte aligned; small ones collide on purpose
+                key = rng.choice([rng.randrange(1, 2**47) & ~15, rng.randrange(1, 64) * 16])
+            if op < 0.6:
+                ref[key] = TaskStats()
+                table.put(key, ref[key])
+            elif op < 0.9:
+                assert table.pop(key) is ref.pop(key, None)
+            else:
+                assert table.get(key) is ref.get(key)
+            assert len(table) == len(ref)
+        assert all(table.get(key) is stats for key, stats in ref.items())

@@ -266,3 +266,64 @@ def test_never_retrieved_exception_names_parent_and_creation_site(
     assert "task_parent: 'main'" in report
     assert re.search(r"task_created_at: '.*test_inspect.py:\d+ in main'", report), report
     assert "fire-and-forget" in report
+
+
+def test_server_with_many_connections() -> None:
+    loop = aloop.new_event_loop()
+    aloop.inspect.track(loop)
+    connections = 50
+    rows: list[aloop.inspect.TaskInfo] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.set_name(f"conn-{len(handlers)}")
+        handlers.append(task)
+        while line := await reader.readline():
+            writer.write(line)
+            await writer.drain()
+        writer.close()
+
+    async def client(port: int, echoed: asyncio.Semaphore) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello\n")
+        assert await reader.readline() == b"hello\n"
+        echoed.release()
+        try:
+            await reader.read()
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        echoed = asyncio.Semaphore(0)
+        clients = [
+            asyncio.create_task(client(port, echoed), name=f"client-{i}")
+            for i in range(connections)
+        ]
+        for _ in range(connections):
+            await echoed.acquire()
+        rows.extend(aloop.inspect.snapshot(loop))
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        await asyncio.gather(*handlers)  # each sees its client's EOF
+        server.close()
+        await server.wait_closed()
+
+    handlers: list[asyncio.Task[Any]] = []
+    loop.run_until_complete(loop.create_task(main(), name="main"))
+    loop.close()
+    by_name = {row.name: row for row in rows}
+    handler_rows = [row for row in rows if row.name.startswith("conn-")]
+    assert len(handler_rows) == connections
+    for row in handler_rows:
+        assert row.state == "waiting" and row.parent is None  # started by an accept callback
+        assert row.stack[0].startswith("handle() at ")
+        assert any(frame.startswith("readline() at ") for frame in row.stack)
+        assert row.steps >= 2 and row.cpu > 0
+    assert {f"client-{i}" for i in range(connections)} <= set(by_name["main"].children)
+    assert all(by_name[f"client-{i}"].state == "waiting" for i in range(connections))
+    tree = aloop.inspect.format_tree(rows)
+    assert tree.count("[waiting, awaits <Future pending") == 2 * connections

@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.monitored import Program, cli
+import pytest
+from tests.monitored import CONNECTIONS, SERVER_PROGRAM, Program, cli, run_program
 
-from aloop.tooling.monitor import socket_path
+from aloop.tooling.monitor import request, socket_path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Program]:
+    """An echo server with CONNECTIONS client connections held open."""
+    yield from run_program(tmp_path, SERVER_PROGRAM)
 
 
 def test_ps_lists_every_task_with_state_and_wait(program: Program) -> None:
@@ -77,3 +85,29 @@ def test_no_monitor_is_a_clear_error() -> None:
     result = cli("ps", "999999999", check=False)
     assert result.returncode == 1
     assert "no aloop monitor for process 999999999" in result.stderr
+
+
+def test_server_with_many_connections(server: Program) -> None:
+    # The monitor's reply: aloop.inspect's rows, as the CLI and the web page get them.
+    rows = {row["name"]: row for row in request(server.pid, {"cmd": "ps"})["tasks"]}
+    handlers = [row for name, row in rows.items() if name.startswith("conn-")]
+    clients = [row for name, row in rows.items() if name.startswith("client-")]
+    assert len(handlers) == len(clients) == CONNECTIONS
+    for row in handlers:
+        # asyncio starts a handler from the listening socket's accept callback,
+        # not from a task: handlers are roots of the tree.
+        assert row["state"] == "waiting" and row["parent"] is None
+        assert row["awaiting"].startswith("<Future pending")
+        assert row["stack"][0].startswith("handle() at ")
+        assert any(frame.startswith("readline() at ") for frame in row["stack"])
+    for row in clients:
+        assert row["state"] == "waiting" and row["parent"] == "main"
+        assert any(frame.startswith("read() at ") for frame in row["stack"])
+    assert {f"client-{i}" for i in range(CONNECTIONS)} <= set(rows["main"]["children"])
+
+    out = cli("ps", str(server.pid)).stdout
+    lines = [line for line in out.splitlines() if " conn-" in f" {line}"]
+    assert len(lines) == CONNECTIONS
+    assert all("waiting" in line and "<Future pending" in line for line in lines)
+    tree = cli("pstree", str(server.pid)).stdout
+    assert "handle() at " in tree and tree.count("conn-") == CONNECTIONS

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.monitored import Program
+from tests.monitored import CONNECTIONS, SERVER_PROGRAM, Program, run_program
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -33,6 +33,17 @@ FLAGS = [
 
 @pytest.fixture
 def page_url(program: Program) -> Iterator[str]:
+    yield from serve_page(program)
+
+
+@pytest.fixture
+def server_page_url(tmp_path: Path) -> Iterator[str]:
+    """The page of an echo server with CONNECTIONS client connections held open."""
+    for server in run_program(tmp_path, SERVER_PROGRAM):
+        yield from serve_page(server)
+
+
+def serve_page(program: Program) -> Iterator[str]:
     web = subprocess.Popen(
         [sys.executable, "-m", "aloop", "web", str(program.pid)],
         stdout=subprocess.PIPE,
@@ -83,3 +94,13 @@ def test_screenshot_shows_the_tree(page_url: str, tmp_path: Path) -> None:
         if abs(r - 0xE6) < 12 and abs(g - 0x7E) < 12 and b < 0x40
     )
     assert orange > 500, f"only {orange} badge-coloured pixels"
+
+
+def test_page_of_a_server_with_many_connections(server_page_url: str, tmp_path: Path) -> None:
+    dom = chromium("--dump-dom", server_page_url, tmp=tmp_path).stdout
+    assert dom.count('data-task="conn-') == CONNECTIONS
+    assert dom.count('data-task="client-') == CONNECTIONS
+    # Each client is drawn inside main's list item.
+    main_at = dom.index('data-task="main"')
+    assert main_at < dom.index('data-task="client-7"')
+    assert dom.count('class="state waiting">waiting<') >= 2 * CONNECTIONS

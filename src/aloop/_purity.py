@@ -23,6 +23,7 @@ COMPILED_MODULES = (
     "aloop._core.timers",
     "aloop._core.fdtable",
     "aloop._core.hooks",
+    "aloop._core.recorder",
     "aloop._core.clock",
     "aloop._core.scheduler",
 )

@@ -17,6 +17,10 @@ Hooks and their arguments:
   poll; ``timeout`` is in seconds, negative for "until an event".
 
 An instrument whose hook raises is logged and removed; the loop goes on.
+
+Traces and per-step task counts are not hook instruments: an object with an
+``_aloop_record`` method attaches to the loop's compiled recorder
+(``aloop._core.recorder``), which the scheduler calls directly.
 """
 
 from __future__ import annotations

@@ -33,6 +33,19 @@ from aloop._core.deadlock import VirtualTimeDeadlock, describe_deadlock
 from aloop._core.fdtable import FdTable, fileobj_to_fd
 from aloop._core.handles import Handle, TimerHandle, run_handle
 from aloop._core.hooks import Instruments
+from aloop._core.recorder import (
+    Recorder,
+    attach,
+    begin,
+    detach,
+    end_batch,
+    end_step,
+    run_ready,
+    spawned,
+    wait_begin,
+    wait_end,
+    woken,
+)
 from aloop._core.timers import TimerQueue
 from aloop._io.poller import READ, Poller
 from aloop._io.wakeup import Waker
@@ -91,6 +104,8 @@ class BaseLoop:
         self._default_executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._old_agen_hooks: Any = None
         self._instruments: Instruments | None = None
+        # The compiled trace ring / step counters (aloop._core.recorder), or None.
+        self._recorder: Recorder | None = None
         self._poller = Poller(backend)
         self._fds = FdTable(self._poller)
         self._waker = Waker()
@@ -189,6 +204,9 @@ class BaseLoop:
         instruments = self._instruments
         if instruments is not None and instruments.schedules:
             _note_scheduled(instruments, callback)
+        recorder = self._recorder
+        if recorder is not None and args:
+            woken(recorder, callback, args)
         self._ready.append(handle)
         return handle
 
@@ -251,40 +269,21 @@ class BaseLoop:
             _refuse_eager_start(kwargs)
         instruments = self._instruments
         if instruments is None:
-            return self._make_task(coro, name, context, kwargs)
-        # The Task queues its first step while being built; report that
-        # after the spawn, not before it.
-        instruments.defer_schedules()
-        try:
-            task = self._make_task(coro, name, context, kwargs)
-        except BaseException:
-            instruments.spawned(None)
-            raise
-        instruments.spawned(task)
+            task = _make_task(self, coro, name, context, kwargs)
+        else:
+            # The Task queues its first step while being built; report that
+            # after the spawn, not before it.
+            instruments.defer_schedules()
+            try:
+                task = _make_task(self, coro, name, context, kwargs)
+            except BaseException:
+                instruments.spawned(None)
+                raise
+            instruments.spawned(task)
+        recorder = self._recorder
+        if recorder is not None:
+            spawned(recorder, task)
         return task
-
-    def _make_task(
-        self,
-        coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
-        name: str | None,
-        context: contextvars.Context | None,
-        kwargs: dict[str, Any],
-    ) -> asyncio.Task[Any]:
-        factory = self._task_factory
-        if factory is None:
-            if kwargs:
-                task = _Task(coro, loop=self, name=name, context=context, **kwargs)  # type: ignore[arg-type]
-            else:
-                task = _Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
-            if self._debug:
-                _trim_source_traceback(task)
-            return task
-        if context is not None:
-            kwargs["context"] = context
-        made: asyncio.Task[Any] = factory(self, coro, **kwargs)
-        if name is not None:
-            made.set_name(name)
-        return made
 
     def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
         if factory is not None and not callable(factory):
@@ -410,10 +409,13 @@ class BaseLoop:
         ready = self._ready
         handle: Handle | None = None
         task: asyncio.Task[Any] | None = None
+        recorded: Any = None
         for _ in range(ntodo):
             handle = ready.popleft()
             if handle._cancelled:
                 continue
+            recorder = self._recorder
+            recorded = begin(recorder, handle) if recorder is not None else None
             instruments = self._instruments
             task = None
             if instruments is not None:
@@ -437,8 +439,15 @@ class BaseLoop:
                     instruments.call("after_task_step", task)
                     if task.done():
                         instruments.call("task_exited", task)
+            recorder = self._recorder
+            if recorder is not None and recorded is not None:
+                end_step(recorder, recorded)
+        recorder = self._recorder
+        if recorder is not None and ntodo:
+            end_batch(recorder)
         handle = None  # see run_handle: no reference cycles through this frame
         task = None
+        recorded = None
 
     def _run_timed(self, handle: Handle | None) -> None:
         """Run ``handle`` and warn if it took longer than ``slow_callback_duration``."""
@@ -459,13 +468,24 @@ class BaseLoop:
     # -- instruments -------------------------------------------------------------
 
     def add_instrument(self, instrument: object) -> None:
-        """Attach an instrument (see ``aloop._core.hooks``)."""
+        """Attach an instrument (see ``aloop._core.hooks``).
+
+        One with an ``_aloop_record`` method (a trace, per-step task
+        statistics) uses the compiled recorder instead of hooks.
+        """
+        if hasattr(instrument, "_aloop_record"):
+            self._recorder = attach(self, self._recorder, instrument)
+            return
         if self._instruments is None:
             self._instruments = Instruments()
         self._instruments.add(instrument)
 
     def remove_instrument(self, instrument: object) -> None:
         """Detach an instrument; ``KeyError`` if it is not attached."""
+        recorder = self._recorder
+        if recorder is not None and instrument in recorder.clients:
+            self._recorder = detach(self, recorder, instrument)
+            return
         if self._instruments is None:
             raise KeyError(f"instrument {instrument!r} is not attached")
         self._instruments.remove(instrument)
@@ -607,6 +627,10 @@ def _run_once(loop: BaseLoop) -> None:
     if loop._debug or (instruments is not None and instruments.per_handle):
         loop._run_ready_observed(ntodo)
         return
+    recorder = loop._recorder
+    if recorder is not None:
+        run_ready(loop, recorder, ntodo)
+        return
     handle: Handle | None = None
     for _ in range(ntodo):
         handle = ready.popleft()
@@ -620,6 +644,9 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
     instruments = loop._instruments
     if instruments is not None and instruments.io_waits:
         instruments.call("before_io_wait", timeout)
+    recorder = loop._recorder
+    if recorder is not None:
+        wait_begin(recorder, timeout)
     measure = loop._measure_idle
     started = _perf_counter() if measure else 0.0
     loop._polling = True
@@ -632,6 +659,8 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
         loop._idle_time += _perf_counter() - started
     if instruments is not None and instruments.io_waits:
         instruments.call("after_io_wait", len(event_list))
+    if recorder is not None:
+        wait_end(recorder, len(event_list))
     if not event_list:
         return
     loop._io_events += len(event_list)
@@ -643,6 +672,31 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
             loop._waker.drain()
         else:
             fds.dispatch(fd, mask, ready)
+
+
+def _make_task(
+    loop: BaseLoop,
+    coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
+    name: str | None,
+    context: contextvars.Context | None,
+    kwargs: dict[str, Any],
+) -> asyncio.Task[Any]:
+    """The task factory's product, else an asyncio Task (a function: see ``_run_once``)."""
+    factory = loop._task_factory
+    if factory is None:
+        if kwargs:
+            task = _Task(coro, loop=loop, name=name, context=context, **kwargs)  # type: ignore[arg-type]
+        else:
+            task = _Task(coro, loop=loop, name=name, context=context)  # type: ignore[arg-type]
+        if loop._debug:
+            _trim_source_traceback(task)
+        return task
+    if context is not None:
+        kwargs["context"] = context
+    made: asyncio.Task[Any] = factory(loop, coro, **kwargs)
+    if name is not None:
+        made.set_name(name)
+    return made
 
 
 def _refuse_eager_start(kwargs: dict[str, Any]) -> None:

@@ -70,7 +70,7 @@ class Monitor:
         block_threshold: float = 0.1,
         detail: bool = False,
     ):
-        """``detail``: also count each task's steps and CPU time (a hook per step)."""
+        """``detail``: also count each task's steps and time in them (compiled, per step)."""
         self._loop = loop
         self.path = path or socket_path(os.getpid())
         self.tracker = track(loop, detail=detail)

@@ -1,7 +1,9 @@
 """Every task's life: state, parent, children, steps, CPU time and how it ended.
 
-``TaskTracker`` is an instrument: attached to a loop (``track(loop)``) it
-records each task from creation to exit. ``snapshot(loop)`` combines those
+``TaskTracker`` records each task from creation to exit: ``track(loop)``
+hooks task creation (parents, creation sites) and, with ``detail``, has the
+loop's compiled recorder (``aloop._core.recorder``) count every task's steps
+and time in them, with no Python call per step. ``snapshot(loop)`` combines those
 records with what each live task is doing right now (what it awaits, where it
 is suspended) into ``TaskInfo`` rows; ``format_tree`` prints them as the task
 tree, each task under the task that created it.
@@ -18,6 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from aloop._core.recorder import Recorder, StatsTable, TaskStats
 from aloop._core.taskinfo import awaiting, suspension_stack, task_outcome
 
 __all__ = ["TaskInfo", "TaskRecord", "TaskTracker", "format_tree", "snapshot", "track"]
@@ -70,12 +73,14 @@ class TaskInfo:
     stack: tuple[str, ...]
     age: float
     steps: int
+    #: Seconds spent in the task's steps (wall time of each step: CPU time
+    #: unless a step blocks). Counted with ``track(loop, detail=True)``.
     cpu: float
     cancelled_by: str | None
 
 
 class TaskTracker:
-    """Instrument recording each task's life cycle on one loop."""
+    """Each task's life cycle on one loop: parents, creation sites, steps, end."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, history: int = 1000) -> None:
         self._loop = loop
@@ -85,9 +90,10 @@ class TaskTracker:
         )
         #: The most recently ended tasks' records, newest last.
         self.ended: collections.deque[TaskRecord] = collections.deque(maxlen=history)
-        #: Whether every step is hooked (see ``track``).
+        #: Whether steps are counted (see ``track``).
         self.detail = True
-        self._step_started = 0.0
+        # id(task) -> the recorder's live TaskStats, while counting.
+        self._stats = StatsTable()
 
     def record(self, task: asyncio.Task[Any]) -> TaskRecord:
         """The task's record, made on first sight for tasks created before tracking."""
@@ -97,7 +103,11 @@ class TaskTracker:
             self.records[task] = rec
         return rec
 
-    # -- hooks -------------------------------------------------------------
+    def stats(self, task: asyncio.Task[Any]) -> TaskStats | None:
+        """The recorder's step counts of a live ``task`` (None: not counted)."""
+        return self._stats.get(id(task))
+
+    # -- hook ----------------------------------------------------------------
 
     def task_spawned(self, task: asyncio.Task[Any]) -> None:
         parent = asyncio.current_task(self._loop)
@@ -108,34 +118,49 @@ class TaskTracker:
             rec.parent.children.append(rec)
         self.records[task] = rec
 
-    def task_scheduled(self, task: asyncio.Task[Any]) -> None:
-        rec = self.record(task)
-        if rec.state != RUNNING:
-            rec.state = SCHEDULED
-        if rec.cancelled_by is None and task.cancelling():
-            # A cancel() wakes the task: whoever runs now asked for it.
-            current = asyncio.current_task(self._loop)
-            rec.cancelled_by = current.get_name() if current is not None else "a loop callback"
+    # -- from the recorder (loop thread) ---------------------------------------
 
-    def before_task_step(self, task: asyncio.Task[Any]) -> None:
-        self.record(task).state = RUNNING
-        self._step_started = time.thread_time()
-
-    def after_task_step(self, task: asyncio.Task[Any]) -> None:
+    def _exited(self, task: asyncio.Task[Any], stats: TaskStats) -> None:
         rec = self.record(task)
-        spent = time.thread_time() - self._step_started
-        rec.steps += 1
-        rec.cpu += spent
-        rec.longest_step = max(rec.longest_step, spent)
-        if rec.state == RUNNING:
-            rec.state = WAITING
-
-    def task_exited(self, task: asyncio.Task[Any]) -> None:
-        rec = self.record(task)
+        _copy_stats(rec, stats)
         rec.last_name = task.get_name()
         rec.ended = time.monotonic()
         rec.state = task_outcome(task)
         self.ended.append(rec)
+
+    def _cancelled(self, task: asyncio.Task[Any]) -> None:
+        """A cancel woke ``task``: whoever runs now asked for it."""
+        rec = self.record(task)
+        if rec.cancelled_by is None:
+            current = asyncio.current_task(self._loop)
+            rec.cancelled_by = current.get_name() if current is not None else "a loop callback"
+
+
+def _copy_stats(rec: TaskRecord, stats: TaskStats) -> None:
+    rec.steps = stats.steps
+    rec.cpu = stats.seconds
+    rec.longest_step = stats.longest
+
+
+class _StepCounter:
+    """Has the loop's compiled recorder count steps for a tracker (a recorder client)."""
+
+    def __init__(self, tracker: TaskTracker) -> None:
+        self._tracker = tracker
+
+    def _aloop_record(self, loop: Any, rec: Recorder) -> None:
+        rec.counting = True
+        rec.on_exit = self._tracker._exited
+        rec.on_cancel = self._tracker._cancelled
+        self._tracker._stats = rec.stats
+
+    def _aloop_unrecord(self, loop: Any, rec: Recorder) -> None:
+        rec.counting = False
+        rec.on_exit = None
+        rec.on_cancel = None
+        rec.open = None
+        rec.stats = StatsTable()
+        self._tracker._stats = StatsTable()
 
 
 def _creation_site() -> str | None:
@@ -159,10 +184,10 @@ class _SpawnHook:
 def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     """The loop's tracker, attaching one on first use.
 
-    With ``detail`` (the default) it hooks every task step to count steps and
-    CPU time, know states and who cancelled whom; without, it hooks only
-    task creation (parents, children, creation sites) and states are read
-    from the tasks when asked, which costs the loop nothing per step.
+    It hooks task creation (parents, children, creation sites); states are
+    read from the tasks when asked. With ``detail`` (the default) the loop's
+    compiled recorder also counts each task's steps and time in them, and
+    notes who cancelled whom: a clock read per step, no Python call.
 
     It also adds the task's parent and creation site to what the loop's
     exception handler reports about a task ("Task exception was never
@@ -172,7 +197,9 @@ def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     if tracker is None:
         tracker = TaskTracker(loop)
         tracker.detail = detail
-        loop.add_instrument(tracker if detail else _SpawnHook(tracker))
+        loop.add_instrument(_SpawnHook(tracker))
+        if detail:
+            loop.add_instrument(_StepCounter(tracker))
         loop._aloop_task_tracker = tracker
         loop.set_exception_handler(_Enricher(tracker, loop.get_exception_handler()))
     return tracker
@@ -197,11 +224,9 @@ class _Enricher:
             loop.default_exception_handler(context)
 
 
-def _state(task: asyncio.Task[Any], rec: TaskRecord | None, loop: Any) -> str:
+def _state(task: asyncio.Task[Any], loop: Any) -> str:
     if task.done():
         return task_outcome(task)
-    if rec is not None:
-        return rec.state
     # Read from the task itself: what it awaits, or whether it runs right now.
     if getattr(task, "_fut_waiter", None) is not None:
         return WAITING
@@ -218,18 +243,20 @@ def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
         rows.extend(_ended_row(rec, now) for rec in tracker.ended)
     for task in tasks:
         rec = tracker.records.get(task) if tracker is not None else None
-        stepped = rec if tracker is not None and tracker.detail else None
+        stats = tracker.stats(task) if tracker is not None else None
+        if rec is not None and stats is not None:
+            _copy_stats(rec, stats)
         rows.append(
             TaskInfo(
                 name=task.get_name(),
-                state=_state(task, stepped, loop),
+                state=_state(task, loop),
                 parent=rec.parent.name if rec and rec.parent else None,
                 children=tuple(child.name for child in rec.children) if rec else (),
                 awaiting=awaiting(task, loop),
                 stack=tuple(suspension_stack(task)),
                 age=now - rec.created if rec else 0.0,
-                steps=rec.steps if rec else 0,
-                cpu=rec.cpu if rec else 0.0,
+                steps=stats.steps if stats else rec.steps if rec else 0,
+                cpu=stats.seconds if stats else rec.cpu if rec else 0.0,
                 cancelled_by=rec.cancelled_by if rec else None,
             )
         )

@@ -2,122 +2,90 @@
 
 One track (``tid``) per task holds its steps, with instant markers for spawn
 and exit; track 0, "event loop", holds the other callbacks and every I/O
-wait. Only the last ``max_events`` events are kept, so a trace can stay on.
+wait. Only the last ``max_events`` records are kept, so a trace can stay on.
 Open the file in https://ui.perfetto.dev or chrome://tracing.
+
+Recording is done by the loop's compiled recorder (``aloop._core.recorder``):
+a ring of compact records, one clock read per callback, no Python call per
+event. The JSON is built only when asked (``to_json``, ``save``). Several
+traces on one loop share the ring; each sees the records made while it was
+attached.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import time
 from typing import Any
 
-from aloop._core.taskinfo import task_outcome
+from aloop._core import recorder as _rec
 
 __all__ = ["Trace"]
 
 _LOOP_TRACK = 0
+_OUTCOMES = {_rec.K_FINISHED: "finished", _rec.K_FAILED: "failed", _rec.K_CANCELLED: "cancelled"}
+
+
+class _Window:
+    """A copy of the records a trace saw, taken on the loop's thread when it can be."""
+
+    def __init__(self, loop: Any, rec: _rec.Recorder, first: int) -> None:
+        self.codes, self.stamps, self.objs = rec.window(first, rec.total)
+        self.end = time.perf_counter()
+        self.live: dict[int, str] = {}
+        for _ in range(10):  # another thread's view of the task set may change under it
+            try:
+                self.live = {id(task): task.get_name() for task in asyncio.all_tasks(loop)}
+                break
+            except RuntimeError:
+                continue
 
 
 class Trace:
-    """Instrument recording task steps, callbacks and I/O waits."""
+    """Records task steps, callbacks and I/O waits while attached to a loop.
+
+    ``loop.add_instrument(trace)`` starts it, ``loop.remove_instrument(trace)``
+    stops it; ``aloop.run(main(), trace="out.json")`` records a whole run.
+    """
 
     def __init__(self, max_events: int = 1_000_000) -> None:
-        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_events)
-        self._tracks: dict[int, int] = {}  # id(task) -> track number
-        self._names: dict[int, str] = {_LOOP_TRACK: "event loop"}
+        self.max_events = max_events
+        self._loop: Any = None
+        self._recorder: _rec.Recorder | None = None
+        self._first = 0
         self._epoch = time.perf_counter()
-        self._step_start = 0.0
-        self._callback_start = 0.0
-        self._in_task_step = False
-        self._wait_start = 0.0
-        self._wait_timeout = 0.0
+        self._window: _Window | None = None
 
-    def _now_us(self) -> float:
-        return (time.perf_counter() - self._epoch) * 1e6
+    # -- the recorder's client protocol (loop thread) --------------------------
 
-    def _track(self, task: asyncio.Task[Any]) -> int:
-        track = self._tracks.get(id(task))
-        if track is None:
-            track = len(self._tracks) + 1
-            self._tracks[id(task)] = track
-        self._names[track] = task.get_name()
-        return track
+    def _aloop_record(self, loop: Any, rec: _rec.Recorder) -> None:
+        self._loop = loop
+        self._recorder = rec
+        self._window = None
+        self._epoch = time.perf_counter()
+        self._first = rec.start_ring(self.max_events)
 
-    def _instant(self, name: str, track: int, **args: Any) -> None:
-        self.events.append(
-            {
-                "name": name,
-                "ph": "i",
-                "s": "t",
-                "ts": self._now_us(),
-                "pid": 1,
-                "tid": track,
-                "args": args,
-            }
-        )
-
-    def _span(self, name: str, track: int, start: float, **args: Any) -> None:
-        end = self._now_us()
-        self.events.append(
-            {
-                "name": name,
-                "ph": "X",
-                "ts": start,
-                "dur": max(end - start, 0.0),
-                "pid": 1,
-                "tid": track,
-                "args": args,
-            }
-        )
-
-    # -- hooks ---------------------------------------------------------------
-
-    def task_spawned(self, task: asyncio.Task[Any]) -> None:
-        self._instant("spawned", self._track(task))
-
-    def before_task_step(self, task: asyncio.Task[Any]) -> None:
-        self._in_task_step = True
-        self._step_start = self._now_us()
-
-    def after_task_step(self, task: asyncio.Task[Any]) -> None:
-        self._in_task_step = False
-        self._span("step", self._track(task), self._step_start)
-
-    def task_exited(self, task: asyncio.Task[Any]) -> None:
-        self._instant(task_outcome(task), self._track(task))
-        self._tracks.pop(id(task), None)  # ids are reused once the task is gone
-
-    def before_callback(self, handle: Any) -> None:
-        self._callback_start = self._now_us()
-
-    def after_callback(self, handle: Any) -> None:
-        if not self._in_task_step:  # a task step is drawn on the task's own track
-            self._span("callback", _LOOP_TRACK, self._callback_start, handle=repr(handle))
-
-    def before_io_wait(self, timeout: float) -> None:
-        self._wait_start = self._now_us()
-        self._wait_timeout = timeout
-
-    def after_io_wait(self, event_count: int) -> None:
-        self._span(
-            "I/O wait",
-            _LOOP_TRACK,
-            self._wait_start,
-            timeout=self._wait_timeout,
-            events=event_count,
-        )
+    def _aloop_unrecord(self, loop: Any, rec: _rec.Recorder) -> None:
+        self._window = _Window(loop, rec, self._first)
+        self._recorder = None
+        if not any(isinstance(client, Trace) for client in rec.clients):
+            rec.stop_ring()
 
     # -- output ----------------------------------------------------------------
 
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The recorded events as Chrome trace events (no metadata), oldest first."""
+        return self._convert()[1]
+
     def to_json(self) -> dict[str, Any]:
         """The trace as a Chrome trace / Perfetto JSON object."""
-        metadata = [
+        names, events = self._convert()
+        metadata: list[dict[str, Any]] = [
             {"name": "thread_name", "ph": "M", "pid": 1, "tid": track, "args": {"name": name}}
-            for track, name in sorted(self._names.items())
+            for track, name in sorted(names.items())
         ]
         metadata.append(
             {
@@ -127,8 +95,92 @@ class Trace:
                 "args": {"name": f"aloop pid {os.getpid()}"},
             }
         )
-        return {"traceEvents": metadata + list(self.events), "displayTimeUnit": "ms"}
+        return {"traceEvents": metadata + events, "displayTimeUnit": "ms"}
 
     def save(self, path: str) -> None:
         with open(path, "w", encoding="utf-8") as out:
             json.dump(self.to_json(), out)
+
+    def _convert(self) -> tuple[dict[int, str], list[dict[str, Any]]]:
+        window = self._window
+        if window is None and self._recorder is not None:
+            # Still recording: read the ring as it is now.
+            window = _Window(self._loop, self._recorder, self._first)
+        names: dict[int, str] = {_LOOP_TRACK: "event loop"}
+        if window is None:
+            return names, []
+        return names, _events(window, self._epoch, names)
+
+
+def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[str, Any]]:
+    """Chrome trace events from the records; fills ``names`` (track -> name)."""
+    events: list[dict[str, Any]] = []
+    tracks: dict[int, int] = {}  # id(task) -> track; ids are reused once a task is gone
+    live = window.live
+
+    def track_of(key: int, name: str | None = None) -> int:
+        track = tracks.get(key)
+        if track is None:
+            track = len(names)
+            tracks[key] = track
+            names[track] = name or live.get(key) or f"task {key:#x}"
+        elif name is not None:
+            names[track] = name
+        return track
+
+    def us(stamp: float) -> float:
+        return (stamp - epoch) * 1e6
+
+    # The span in progress: (name, track, start, args), ended by the next boundary.
+    span: tuple[str, int, float, dict[str, Any]] | None = None
+
+    def close(stamp: float) -> None:
+        if span is not None:
+            name, track, start, args = span
+            events.append(
+                {
+                    "name": name,
+                    "ph": "X",
+                    "ts": us(start),
+                    "dur": max(stamp - start, 0.0) * 1e6,
+                    "pid": 1,
+                    "tid": track,
+                    "args": args,
+                }
+            )
+
+    def instant(name: str, track: int, stamp: float) -> None:
+        events.append(
+            {"name": name, "ph": "i", "s": "t", "ts": us(stamp), "pid": 1, "tid": track, "args": {}}
+        )
+
+    for code, record_stamp, obj in zip(window.codes, window.stamps, window.objs, strict=True):
+        stamp = float(record_stamp)  # type: ignore[arg-type]  # always a float
+        kind = int(code) & (_rec.KIND_BITS - 1)
+        key = int(code) >> 4
+        if kind == _rec.K_SPAWN:
+            tracks.pop(key, None)
+            instant("spawned", track_of(key, str(obj)), stamp)
+            continue
+        if kind == _rec.K_WAKE:
+            if span is not None and span[0] == "I/O wait":
+                span[3]["events"] = key
+            close(stamp)
+            span = None
+            continue
+        close(stamp)
+        span = None
+        if kind == _rec.K_STEP:
+            span = ("step", track_of(key), stamp, {})
+        elif kind == _rec.K_CALLBACK:
+            span = ("callback", _LOOP_TRACK, stamp, {"handle": str(obj)})
+        elif kind == _rec.K_WAIT:
+            span = ("I/O wait", _LOOP_TRACK, stamp, {"timeout": obj})
+        elif kind in _OUTCOMES:
+            instant(_OUTCOMES[kind], track_of(key, str(obj)), stamp)
+            tracks.pop(key, None)
+    close(window.end)
+    for key, track in tracks.items():  # tasks alive at the end: their names now
+        if key in live:
+            names[track] = live[key]
+    return events
