@@ -41,6 +41,8 @@ BUILD = NET / "build"
 SERVERS = NET / "servers.py"
 C_PROGRAMS = ("echo_client", "echo_server")
 LOOPS = ("asyncio", "uvloop", "aloop")
+# Not run by default: aloop with the monitor, per-step detail or a trace on.
+OBSERVED = ("aloop-monitor", "aloop-detail", "aloop-trace")
 SUBJECT = "aloop"
 REFERENCE = "C"  # the pseudo-loop of the C epoll echo server
 VARIANTS = ("protocol", "streams", "sockets")
@@ -463,9 +465,9 @@ def select_cases(spec: str | None) -> list[Case]:
 
 def select_loops(spec: str) -> list[str]:
     loops = [s.strip() for s in spec.split(",") if s.strip()]
-    unknown = [x for x in loops if x not in LOOPS]
+    unknown = [x for x in loops if x not in LOOPS + OBSERVED]
     if unknown or not loops:
-        raise SystemExit(f"unknown loop(s) {unknown}; choose from {', '.join(LOOPS)}")
+        raise SystemExit(f"unknown loop(s) {unknown}; choose from {', '.join(LOOPS + OBSERVED)}")
     return loops
 
 
@@ -509,9 +511,15 @@ def serve(args: argparse.Namespace) -> int:
 def header(args: argparse.Namespace, loops: Sequence[str]) -> dict[str, Any]:
     if shutil.which(args.python) is None:
         raise SystemExit(f"no interpreter at {args.python}")
-    info = call_worker(args.python, ["info", *loops], 120)
+    base = [x for x in loops if x not in OBSERVED]
+    if any(x in OBSERVED for x in loops) and SUBJECT not in base:
+        base.append(SUBJECT)
+    info = call_worker(args.python, ["info", *base], 120)
     if info["status"] != "ok":
         raise SystemExit(f"cannot run {args.python}: {info['error']}")
+    for name in loops:
+        if name in OBSERVED:  # the observed variants are aloop itself
+            info["loops"][name] = info["loops"][SUBJECT]
     info["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     info["machine"] = machine()
     info["aloop_compiled"] = info["loops"].get(SUBJECT, {}).get("compiled")

@@ -21,6 +21,8 @@ from typing import Any, cast
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 LOOP_MODULES: dict[str, str] = {"asyncio": "asyncio", "uvloop": "uvloop", "aloop": "aloop"}
+# aloop with its observability on, to measure what that costs per request.
+OBSERVED = ("aloop-monitor", "aloop-detail", "aloop-trace")
 HOST = "127.0.0.1"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world!"
 READ_SIZE = 65536
@@ -124,9 +126,31 @@ keep: list[asyncio.Task[None]] = []
 
 
 def loop_factory(name: str) -> LoopFactory:
+    if name in OBSERVED:
+        return observed_aloop(name.split("-", 1)[1])
     module = importlib.import_module(LOOP_MODULES[name])
     factory: LoopFactory = module.new_event_loop
     return factory
+
+
+def observed_aloop(mode: str) -> LoopFactory:
+    """An aloop loop with the monitor (optionally per-step detail) or a trace recording."""
+    import aloop
+    from aloop.tooling.monitor import Monitor
+    from aloop.tooling.trace import Trace
+
+    def factory() -> asyncio.AbstractEventLoop:
+        loop = aloop.new_event_loop()
+        if mode == "trace":
+            loop.add_instrument(Trace(max_events=100_000))
+        else:
+            keep_alive.append(Monitor(loop, detail=(mode == "detail")).start())
+        return loop
+
+    return factory
+
+
+keep_alive: list[Any] = []
 
 
 def run(variant: str, factory: LoopFactory, port: int) -> None:
@@ -144,7 +168,7 @@ def run(variant: str, factory: LoopFactory, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variant", choices=["protocol", "streams", "sockets", "http"])
-    parser.add_argument("loop", choices=list(LOOP_MODULES))
+    parser.add_argument("loop", choices=[*LOOP_MODULES, *OBSERVED])
     parser.add_argument("--port", type=int, default=0, help="0: an ephemeral port")
     args = parser.parse_args(argv)
     try:
