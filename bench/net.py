@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from run import call_worker, loop_summary, machine
+from run import call_worker, loop_summary, machine, problems
 
 HERE = Path(__file__).resolve().parent
 NET = HERE / "net"
@@ -434,15 +434,6 @@ def render(table: Table, cases: Sequence[Case], loops: Sequence[str], metric: st
         row.append(f"{max(spreads):.0%}" if spreads else "-")
         rows.append(row)
     return ["| " + " | ".join(r) + " |" for r in rows]
-
-
-def problems(table: Table) -> list[str]:
-    return [
-        f"{case}/{loop} {cell.status}: {cell.errors[0].strip()[:600]}"
-        for case, cells in table.items()
-        for loop, cell in cells.items()
-        if cell.status in ("error", "wrong")
-    ]
 
 
 # -- main ---------------------------------------------------------------------------

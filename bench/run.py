@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -266,9 +266,10 @@ def render(
     return ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def problems(table: Table) -> list[str]:
+def problems(table: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per failed or wrong cell (bench/net.py's tables too)."""
     return [
-        f"{bench}/{loop} {cell.status}: {cell.errors[0].strip()}"
+        f"{bench}/{loop} {cell.status}: {cell.errors[0].strip()[:600]}"
         for bench, cells in table.items()
         for loop, cell in cells.items()
         if cell.status in ("error", "wrong")

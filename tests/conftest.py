@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
@@ -86,6 +87,15 @@ def both(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     got = run_main(aloop.new_event_loop, main)
     assert got == expected
     return got
+
+
+def aloop_env() -> dict[str, str]:
+    """Environment for a child Python: the installed aloop if any, else the source tree."""
+    env = dict(os.environ)
+    if importlib.util.find_spec("aloop") is None:
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def open_fds() -> int:

@@ -6,15 +6,14 @@ every echoed byte was right. No timing assertions: figures on a shared machine a
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import aloop_env
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = ROOT / "bench" / "net.py"
@@ -31,15 +30,6 @@ pytestmark = [
 ]
 
 
-def server_env() -> dict[str, str]:
-    """Use an installed aloop if there is one, else the source tree (pure Python)."""
-    env = dict(os.environ)
-    if importlib.util.find_spec("aloop") is None:
-        src = str(ROOT / "src")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
-
-
 def test_protocol_echo_on_aloop_is_correct(tmp_path: Path) -> None:
     out = tmp_path / "net.json"
     command = [sys.executable, str(NET), "--quick", "--loops", "aloop", "--bench", "protocol-1k"]
@@ -48,7 +38,7 @@ def test_protocol_echo_on_aloop_is_correct(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env=server_env(),
+        env=aloop_env(),
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

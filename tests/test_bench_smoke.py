@@ -10,13 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import aloop_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "bench" / "run.py"
@@ -52,15 +52,6 @@ def loops_under_test() -> list[Any]:
     ]
 
 
-def worker_env() -> dict[str, str]:
-    """Use an installed aloop if there is one, else the source tree (pure Python)."""
-    env = dict(os.environ)
-    if importlib.util.find_spec("aloop") is None:
-        src = str(ROOT / "src")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
-
-
 @pytest.fixture(scope="module", params=loops_under_test())
 def report(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -71,7 +62,7 @@ def report(
         [sys.executable, str(RUN), "--quick", "--repeat", "1", "--loops", loop, "--json", str(out)],
         capture_output=True,
         text=True,
-        env=worker_env(),
+        env=aloop_env(),
         timeout=600,
         check=False,
     )

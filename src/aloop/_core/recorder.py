@@ -85,47 +85,37 @@ class StatsTable:
         self.mask = 63
         self.used = 0
 
-    def get(self, key: int) -> TaskStats | None:
+    def _find(self, key: int) -> int:
+        """The slot holding ``key``, or the empty slot where it would go."""
         keys = self.keys
         mask = self.mask
         i = _slot(key, mask)
         while True:
             k = keys[i]
-            if k == key:
-                return self.vals[i]
-            if k == 0:
-                return None
+            if k == key or k == 0:
+                return i
             i = (i + 1) & mask
+
+    def get(self, key: int) -> TaskStats | None:
+        i = self._find(key)
+        return self.vals[i] if self.keys[i] == key else None
 
     def put(self, key: int, stats: TaskStats) -> None:
         if (self.used + 1) * 2 > self.mask + 1:
             self._grow()
-        keys = self.keys
-        mask = self.mask
-        i = _slot(key, mask)
-        while True:
-            k = keys[i]
-            if k == key:
-                break
-            if k == 0:
-                self.used += 1
-                keys[i] = key
-                break
-            i = (i + 1) & mask
+        i = self._find(key)
+        if self.keys[i] == 0:
+            self.used += 1
+            self.keys[i] = key
         self.vals[i] = stats
 
     def pop(self, key: int) -> TaskStats | None:
         keys = self.keys
         vals = self.vals
         mask = self.mask
-        i = _slot(key, mask)
-        while True:
-            k = keys[i]
-            if k == key:
-                break
-            if k == 0:
-                return None
-            i = (i + 1) & mask
+        i = self._find(key)
+        if keys[i] == 0:
+            return None
         found = vals[i]
         j = i
         while True:
