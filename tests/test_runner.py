@@ -454,6 +454,11 @@ def test_run_sets_the_current_event_loop_as_asyncio_run_does() -> None:
 SIGINT_CHILD = """\
 import os
 import re
+import signal
+
+# A child of a shell without job control starts with SIGINT ignored, and then
+# neither runner reacts to it; a terminal's Ctrl-C reaches the default handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 mode = sys.argv[2]
 wait = sys.argv[3]
