@@ -277,6 +277,8 @@ import asyncio, signal, sys
 sys.path.insert(0, {src!r})
 import aloop
 
+# As a terminal's process: a shell without job control starts children with SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 run = asyncio.run if sys.argv[1] == "asyncio" else aloop.run
 
 async def main():
