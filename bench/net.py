@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from run import call_worker, loop_summary, machine, problems
+from run import call_worker, loop_summary, machine, problems, rotation
 
 HERE = Path(__file__).resolve().parent
 NET = HERE / "net"
@@ -289,8 +289,7 @@ def schedule(
 ) -> Iterator[tuple[int, Case, str]]:
     """Yield (repeat, case, loop): loops innermost, rotated every repeat; C once."""
     for rep in range(repeat):
-        shift = rep % len(loops)
-        order = [*loops[shift:], *loops[:shift]]
+        order = rotation(loops, rep)
         for case in cases:
             for loop in [REFERENCE] if case.is_reference else order:
                 yield rep, case, loop

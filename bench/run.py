@@ -80,13 +80,18 @@ def call_worker(python: str, args: Sequence[str], timeout: float) -> dict[str, A
     return report
 
 
+def rotation(loops: Sequence[str], rep: int) -> list[str]:
+    """The loop order of repeat ``rep``: shifted by one each repeat (bench/net.py too)."""
+    shift = rep % len(loops)
+    return [*loops[shift:], *loops[:shift]]
+
+
 def schedule(
     benches: Sequence[Benchmark], loops: Sequence[str], repeat: int
 ) -> Iterator[tuple[int, Benchmark, str]]:
     """Yield (repeat, benchmark, loop), loops innermost and rotated every repeat."""
     for rep in range(repeat):
-        shift = rep % len(loops)
-        order = [*loops[shift:], *loops[:shift]]
+        order = rotation(loops, rep)
         for bench in benches:
             for loop in order:
                 yield rep, bench, loop
