@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from run import call_worker, loop_summary, machine, problems, rotation
+from run import call_worker, fmt_value, loop_summary, machine, problems, rotation
 
 HERE = Path(__file__).resolve().parent
 NET = HERE / "net"
@@ -372,21 +372,11 @@ def tabulate(reports: list[dict[str, Any]], cases: Sequence[Case], loops: Sequen
     return table
 
 
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
 def fmt_cell(cell: Cell, metric: str, scale: float) -> str:
     if cell.status in ("missing", "error"):
         return cell.status
     median = cell.median(metric)
-    text = fmt(None if median is None else median * scale)
+    text = fmt_value(None if median is None else median * scale)
     return f"{text} WRONG" if cell.status == "wrong" else text
 
 

@@ -268,14 +268,7 @@ def begin(rec: Recorder, handle: Handle) -> Any:
         _close_step(rec, now)
     if isinstance(owner, _Task):
         if rec.tracing:
-            i = rec.index
-            rec.codes[i] = float(id(owner)) * KIND_BITS + K_STEP
-            rec.stamps[i] = now
-            i += 1
-            if i == rec.capacity:
-                i = 0
-            rec.index = i
-            rec.total += 1
+            _put(rec, float(id(owner)) * KIND_BITS + K_STEP, now, None)
         if rec.counting:
             key = id(owner)
             stats = rec.stats.get(key)

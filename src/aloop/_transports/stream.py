@@ -118,7 +118,6 @@ class StreamTransport(SocketTransport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return
-        assert self._sock is not None
         try:
             nbytes = self._recv_into(buf)
         except WOULD_BLOCK:
