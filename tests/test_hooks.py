@@ -227,8 +227,9 @@ def test_trace_ring_keeps_the_latest_events(aloop_loop: aloop.Loop) -> None:
 
     data = _trace_run(aloop_loop, spin(), max_events=100)
     events = [e for e in data["traceEvents"] if e["ph"] != "M"]
-    # 100 records: each step's start, and the end of each iteration's batch.
-    assert 45 <= len(events) <= 55
+    # 100 records: each step's start (a batch needs no end record: the next
+    # callback or I/O wait ends it), the exit, the loop stopping.
+    assert 97 <= len(events) <= 100
     assert "finished" in [e["name"] for e in events[-3:]]
     stamps = [e["ts"] for e in events]
     assert stamps == sorted(stamps)
@@ -334,7 +335,7 @@ def test_stats_table_matches_a_dict() -> None:
             else:  # ids are 16-byte aligned; small ones collide on purpose
                 key = rng.choice([rng.randrange(1, 2**47) & ~15, rng.randrange(1, 64) * 16])
             if op < 0.6:
-                ref[key] = TaskStats()
+                ref[key] = TaskStats(key)
                 table.put(key, ref[key])
             elif op < 0.9:
                 assert table.pop(key) is ref.pop(key, None)
@@ -342,3 +343,148 @@ def test_stats_table_matches_a_dict() -> None:
                 assert table.get(key) is ref.get(key)
             assert len(table) == len(ref)
         assert all(table.get(key) is stats for key, stats in ref.items())
+
+
+def test_context_table_matches_a_dict() -> None:
+    import contextvars
+    import random
+
+    from aloop._core.recorder import ContextTable, TaskStats
+
+    rng = random.Random(11)
+    pool = [contextvars.Context() for _ in range(300)]
+    for _ in range(30):
+        table, ref = ContextTable(), {}  # ref: id(context) -> (context, stats)
+        for _ in range(rng.randint(1, 1500)):
+            op = rng.random()
+            context = pool[rng.randrange(len(pool))]
+            if op < 0.6:
+                stats = TaskStats(id(context))
+                ref[id(context)] = stats
+                table.put(context, stats)
+            elif op < 0.9:
+                assert table.pop(context) is ref.pop(id(context), None)
+            else:
+                assert table.get(context) is ref.get(id(context))
+        assert table.used == len(ref)
+        assert all(table.get(c) is ref.get(id(c)) for c in pool)
+
+
+def _step_counts(loop: aloop.Loop, main: Any) -> dict[str, tuple[int, str]]:
+    """Run ``main`` with per-step counting on: name -> (steps, state) of each ended task."""
+    import aloop.inspect
+
+    tracker = aloop.inspect.track(loop)
+    loop.run_until_complete(main)
+    loop.run_until_complete(asyncio.sleep(0))  # the last exits' done callbacks
+    return {rec.name: (rec.steps, rec.state) for rec in tracker.ended}
+
+
+def test_tasks_sharing_a_context_are_told_apart(aloop_loop: aloop.Loop) -> None:
+    import contextvars
+
+    shared = contextvars.copy_context()
+
+    async def steps(n: int) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        a = aloop_loop.create_task(steps(3), name="a", context=shared)
+        b = aloop_loop.create_task(steps(5), name="b", context=shared)
+        c = aloop_loop.create_task(steps(2), name="c")
+        await asyncio.gather(a, b, c)
+
+    ended = _step_counts(aloop_loop, main())
+    assert ended["a"] == (4, "finished")
+    assert ended["b"] == (6, "finished")
+    assert ended["c"] == (3, "finished")
+    data = _trace_run(aloop_loop, main())
+    names, kinds = _by_track(data)
+    by_name = {name: kinds.get(track, []) for track, name in names.items()}
+    assert by_name["a"] == ["spawned", *["step"] * 4, "finished"]
+    assert by_name["b"] == ["spawned", *["step"] * 6, "finished"]
+
+
+def test_tasks_made_outside_create_task_are_followed(aloop_loop: aloop.Loop) -> None:
+    async def steps(n: int) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        # Not through loop.create_task: found at their first step.
+        direct = asyncio.Task(steps(2), loop=aloop_loop, name="direct")
+        python_task = asyncio.tasks._PyTask(steps(2), loop=aloop_loop, name="python")  # type: ignore[attr-defined]
+        await asyncio.gather(direct, python_task)
+
+    ended = _step_counts(aloop_loop, main())
+    assert ended["direct"] == (3, "finished")
+    assert ended["python"] == (3, "finished")
+    names, kinds = _by_track(_trace_run(aloop_loop, main()))
+    by_name = {name: kinds.get(track, []) for track, name in names.items()}
+    assert by_name["direct"] == ["step"] * 3 + ["finished"]
+    assert by_name["python"] == ["step"] * 3 + ["finished"]
+
+
+def test_tasks_older_than_the_recorder_are_counted(aloop_loop: aloop.Loop) -> None:
+    import aloop.inspect
+
+    gate = aloop_loop.create_future()
+
+    async def old() -> None:
+        await gate
+        await asyncio.sleep(0)
+
+    task = aloop_loop.create_task(old(), name="old")
+    aloop_loop.run_until_complete(asyncio.sleep(0))  # its first step, untracked
+    tracker = aloop.inspect.track(aloop_loop)
+    gate.set_result(None)
+    aloop_loop.run_until_complete(task)
+    aloop_loop.run_until_complete(asyncio.sleep(0))
+    ended = {rec.name: rec for rec in tracker.ended}
+    assert ended["old"].steps == 2 and ended["old"].state == "finished"
+
+
+def test_exit_is_drawn_where_the_last_step_ended(aloop_loop: aloop.Loop) -> None:
+    async def child() -> None:
+        await asyncio.sleep(0)
+        sum(range(50_000))  # a step long enough to see
+
+    async def main() -> None:
+        await aloop_loop.create_task(child(), name="child")
+        await asyncio.sleep(0.01)
+
+    data = _trace_run(aloop_loop, main())
+    names, _ = _by_track(data)
+    track = next(t for t, n in names.items() if n == "child")
+    events = [e for e in data["traceEvents"] if e.get("tid") == track and e["ph"] != "M"]
+    last_step = [e for e in events if e["name"] == "step"][-1]
+    finished = next(e for e in events if e["name"] == "finished")
+    assert finished["ts"] == pytest.approx(last_step["ts"] + last_step["dur"])
+    # The recorder's own done callback is not drawn as a callback.
+    callbacks = [e for e in data["traceEvents"] if e["name"] == "callback"]
+    assert not any("_task_exited" in e["args"]["handle"] for e in callbacks)
+
+
+def test_recorder_done_callback_runs_in_an_empty_context(aloop_loop: aloop.Loop) -> None:
+    import contextvars
+
+    from aloop.tooling.trace import Trace
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+
+    async def child() -> None:
+        pass
+
+    def spawn() -> asyncio.Task[None]:
+        var.set("the spawner's")
+        return aloop_loop.create_task(child())
+
+    trace = Trace()
+    aloop_loop.add_instrument(trace)
+    task = contextvars.copy_context().run(spawn)
+    callbacks = list(task._callbacks or [])  # type: ignore[attr-defined]
+    aloop_loop.run_until_complete(task)
+    aloop_loop.remove_instrument(trace)
+    assert len(callbacks) == 1
+    assert len(callbacks[0][1]) == 0  # not a copy of the spawner's context

@@ -48,6 +48,7 @@ class Handle:
         "_callback",
         "_cancelled",
         "_context",
+        "_described",
         "_loop",
         "_repr",
         "_source_traceback",
@@ -69,6 +70,9 @@ class Handle:
         self._cancelled = False
         self._repr: str | None = None
         self._source_traceback: StackSummary | None = None
+        # Set by a trace the first time it records this handle as a plain
+        # callback: an I/O handle runs many times and is described once.
+        self._described: str | None = None
 
     def _repr_info(self) -> list[str]:
         info = [type(self).__name__]

@@ -8,15 +8,30 @@ recorder does two independent jobs, each switched on by its clients:
   one index that wraps: ``codes`` (``payload * 16 + kind``), ``stamps``
   (``time.perf_counter()``) and ``objs`` (a string or float, only for the
   kinds that carry one). A record is a boundary or an instant; a task step or
-  callback starts at its record and ends at the next boundary, so each
-  callback costs one clock read. Tasks are recorded by ``id()``, never by
-  reference: the ring keeps no task alive. Codes are stored as floats (exact
-  below 2**53, and ids times 16 stay far below): a float is boxed from
-  CPython's free list, an int this large needs an allocation. ``aloop.tooling.trace`` turns a
-  window of the ring into Chrome trace JSON when asked.
-- *counting*: each task's steps, time in steps and longest step, in a
-  ``TaskStats`` per live task (a ``StatsTable`` keyed by ``id(task)``), for
-  ``aloop.inspect.track(loop, detail=True)`` and ``Monitor(detail=True)``.
+  callback starts at its record and ends at the next boundary (the next
+  callback, an I/O wait, the loop stopping), so each callback costs one
+  clock read, and an I/O wait's end shares the next record's reading. Tasks
+  are recorded by ``id()``, never by reference: the ring keeps no task
+  alive. Codes are floats (exact below 2**53, and ids times 16 stay far
+  below), boxed once per task or kind and stored as they are.
+  ``aloop.tooling.trace`` turns a window of the ring into Chrome trace JSON
+  when asked.
+- *counting*: each task's steps, time in steps and longest step, in its
+  ``TaskStats``, for ``aloop.inspect.track(loop, detail=True)`` and
+  ``Monitor(detail=True)``.
+
+Both need to know which task a step belongs to. Asking the step callback
+for its task (``__self__``) and the task whether the step ended it cost more
+than the rest of the bookkeeping, so neither is done per step. A task is
+*registered* once: when it is spawned, or at the first of its steps the
+recorder sees. It gets a ``TaskStats`` (which also holds its trace code),
+filed under ``id(task)`` (``StatsTable``) and under its
+``contextvars.Context`` (``ContextTable``), which a C task passes with every
+step it schedules (``handle._context``); and one done callback, which
+records the exit (it runs in an empty context, and shows in the task's
+repr while the task is pending). A step is then a type check and a lookup
+by identity. A Context shared by two live tasks is not filed: their steps
+take the slow way, through ``__self__``.
 
 Clients attach through ``loop.add_instrument(client)`` when they have an
 ``_aloop_record(loop, recorder)`` method (and ``_aloop_unrecord``); see
@@ -27,8 +42,10 @@ ring through ``aloop.tooling.trace``, which copies it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable
+from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from aloop._core.handles import Handle, describe_callback, run_handle
@@ -39,22 +56,31 @@ if TYPE_CHECKING:
 # Typed as returning an object: the float it returns goes into the ring as
 # it is, not unboxed and boxed again.
 _clock: Final[Callable[[], object]] = time.perf_counter
-_Task: Final = asyncio.Task
+# The C Task, and the pure-Python one asyncio falls back to (not a subclass).
+_TASK_TYPES: Final = (asyncio.Task, asyncio.tasks._PyTask)  # type: ignore[attr-defined]
 _Future: Final = asyncio.Future
-# Unbound: calling it skips looking "done" up on every call.
-_task_done: Final = asyncio.Task.done
+_Method: Final = MethodType
+# The recorder's done callbacks run in an empty context, not a copy of the
+# spawning one (a copy per task would cost an allocation and keep the
+# spawner's variables alive).
+_NO_CONTEXT: Final = contextvars.Context()
 
 # Record kinds (the low four bits of a code).
 K_STEP: Final = 0  # a task step starts; payload: id(task)
 K_CALLBACK: Final = 1  # another callback starts; obj: its description
-K_IDLE: Final = 2  # the batch of callbacks ended
+K_IDLE: Final = 2  # the loop stopped: nothing runs
 K_WAIT: Final = 3  # an I/O wait starts; obj: the timeout
 K_WAKE: Final = 4  # the I/O wait ended; payload: the event count
 K_SPAWN: Final = 5  # instant: a task was made; payload: id(task); obj: its name
-K_FINISHED: Final = 6  # instant, and a boundary: the step just run ended the task
+K_FINISHED: Final = 6  # instant and boundary, from the task's done callback
 K_FAILED: Final = 7  # (these three: payload id(task), obj its final name)
 K_CANCELLED: Final = 8
 KIND_BITS: Final = 16
+# The codes of the kinds with no payload, boxed once (a record stores the
+# object as it is).
+_CODE_CALLBACK: Final[object] = float(K_CALLBACK)
+_CODE_IDLE: Final[object] = float(K_IDLE)
+_CODE_WAIT: Final[object] = float(K_WAIT)
 
 # Plain callbacks are described once per function, not per call.
 _DESCRIPTIONS_MAX: Final = 1024
@@ -62,74 +88,80 @@ _DESCRIPTIONS_MAX: Final = 1024
 
 @final
 class TaskStats:
-    """One task's steps and seconds of wall time in them."""
+    """A registered task: its steps, seconds of wall time in them, trace code."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: int) -> None:
         self.steps = 0
         self.seconds = 0.0
         self.longest = 0.0
+        # A K_STEP record's code, made once: a step stores it as it is.
+        self.code: object = float(key) * KIND_BITS + K_STEP
+        self.context: object = None  # the task's Context, once filed by it
 
 
-@final
-class StatsTable:
-    """``id(task)`` -> ``TaskStats``: open addressing over native ints.
+class _Table:
+    """Open addressing from keys to ``TaskStats``: linear probing; a removal
+    shifts the entries after it back, so no tombstones. ``None`` marks an
+    empty slot. Keys are ints compared by value, or (``by_identity``) objects
+    compared by identity and placed by ``id()``."""
 
-    A dict would box the id for every lookup (an allocation per task step);
-    here a lookup compares ints already stored. Linear probing; a removal
-    shifts the entries after it back, so no tombstones.
-    """
-
-    def __init__(self) -> None:
-        self.keys: list[int] = [0] * 64
+    def __init__(self, by_identity: bool) -> None:
+        self.by_identity = by_identity
+        self.keys: list[object] = [None] * 64
         self.vals: list[TaskStats | None] = [None] * 64
         self.mask = 63
         self.used = 0
 
-    def _find(self, key: int) -> int:
+    def _find(self, key: object) -> int:
         """The slot holding ``key``, or the empty slot where it would go."""
         keys = self.keys
         mask = self.mask
-        i = _slot(key, mask)
+        i = self._home(key)
+        if self.by_identity:
+            while True:
+                k = keys[i]
+                if k is key or k is None:
+                    return i
+                i = (i + 1) & mask
         while True:
             k = keys[i]
-            if k == key or k == 0:
+            if k is None or k == key:
                 return i
             i = (i + 1) & mask
 
-    def get(self, key: int) -> TaskStats | None:
-        i = self._find(key)
-        return self.vals[i] if self.keys[i] == key else None
+    def _home(self, key: object) -> int:
+        return _slot(id(key) if self.by_identity else cast(int, key), self.mask)
 
-    def put(self, key: int, stats: TaskStats) -> None:
+    def get(self, key: object) -> TaskStats | None:
+        return self.vals[self._find(key)]
+
+    def put(self, key: object, stats: TaskStats) -> None:
         if (self.used + 1) * 2 > self.mask + 1:
             self._grow()
         i = self._find(key)
-        if self.keys[i] == 0:
+        if self.keys[i] is None:
             self.used += 1
             self.keys[i] = key
         self.vals[i] = stats
 
-    def pop(self, key: int) -> TaskStats | None:
+    def pop(self, key: object) -> TaskStats | None:
         keys = self.keys
         vals = self.vals
-        mask = self.mask
         i = self._find(key)
-        if keys[i] == 0:
+        if keys[i] is None:
             return None
         found = vals[i]
         j = i
         while True:
-            j = (j + 1) & mask
+            j = (j + 1) & self.mask
             k = keys[j]
-            if k == 0:
+            if k is None:
                 break
-            home = _slot(k, mask)
-            # Move k back into the hole unless its home lies in (hole, j].
-            if (i < j and (home <= i or home > j)) or (i > j and home <= i and home > j):
+            if _moves_back(i, j, self._home(k)):
                 keys[i] = k
                 vals[i] = vals[j]
                 i = j
-        keys[i] = 0
+        keys[i] = None
         vals[i] = None
         self.used -= 1
         return found
@@ -138,17 +170,45 @@ class StatsTable:
         keys = self.keys
         vals = self.vals
         size = (self.mask + 1) * 2
-        self.keys = [0] * size
+        self.keys = [None] * size
         self.vals = [None] * size
         self.mask = size - 1
         self.used = 0
         for n in range(len(keys)):
+            key = keys[n]
             stats = vals[n]
-            if keys[n] != 0 and stats is not None:
-                self.put(keys[n], stats)
+            if key is not None and stats is not None:
+                self.put(key, stats)
 
     def __len__(self) -> int:
         return self.used
+
+
+@final
+class StatsTable(_Table):
+    """``id(task)`` -> ``TaskStats``: ints compared by value (a dict would box
+    the id for every lookup)."""
+
+    def __init__(self) -> None:
+        super().__init__(False)
+
+
+@final
+class ContextTable(_Table):
+    """``contextvars.Context`` -> ``TaskStats``, by identity (Contexts are unhashable).
+
+    A probe compares object pointers: the cheapest lookup the per-step path
+    can make. It holds the Contexts it files (their tasks hold them anyway)
+    so that no other Context can take a filed one's id while it is filed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(True)
+
+
+def _moves_back(hole: int, j: int, home: int) -> bool:
+    """Linear probing removal: may the key at ``j`` (home slot ``home``) fill ``hole``?"""
+    return (hole < j and (home <= hole or home > j)) or (hole > j and home <= hole and home > j)
 
 
 def _slot(key: int, mask: int) -> int:
@@ -165,15 +225,26 @@ class Recorder:
         # Tracing: the ring.
         self.tracing = False
         self.capacity = 0
-        self.codes: list[float] = []
+        self.codes: list[object] = []
         self.stamps: list[object] = []
         self.objs: list[object] = []
         self.index = 0  # the slot the next record goes to
+        self.woke = -1  # events of an I/O wait that ended, not yet recorded
         self.total = 0  # records ever written; record number t is in slot ...
-        self.descriptions: dict[object, str] = {}
+        # id(code or callable) -> (it, its text). By id: hashing a code object
+        # hashes its bytecode, thousands of instructions per callback.
+        self.descriptions: dict[int, tuple[object, str]] = {}
         # Counting: the step being timed and every task's stats.
         self.counting = False
+        # Registered tasks: id(task) -> TaskStats, and id(context) -> the same.
         self.stats = StatsTable()
+        self.contexts = ContextTable()
+        # id(context) -> live registered tasks sharing it, for contexts shared
+        # by more than one (those are not in ``contexts``).
+        self.shared: dict[int, int] = {}
+        # The type of the callback a C task schedules for its steps, learnt
+        # from the first one seen (``_asyncio`` does not export it).
+        self.step_type: object = None
         self.open: TaskStats | None = None
         self.open_since = 0.0
         self.on_exit: Callable[[Any, TaskStats], object] | None = None
@@ -185,7 +256,7 @@ class Recorder:
             codes, stamps, objs = self.window(self.total - self.capacity, self.total)
             filled = len(codes)
             pad = capacity - filled
-            self.codes = codes + [0.0] * pad
+            self.codes = codes + [_CODE_IDLE] * pad
             self.stamps = stamps + [0.0] * pad
             self.objs = objs + [None] * pad
             self.capacity = capacity
@@ -201,7 +272,7 @@ class Recorder:
         self.capacity = 0
         self.index = 0
 
-    def window(self, first: int, stop: int) -> tuple[list[float], list[object], list[object]]:
+    def window(self, first: int, stop: int) -> tuple[list[object], list[object], list[object]]:
         """Copies of records ``first`` to ``stop - 1`` still in the ring, oldest first."""
         total = self.total
         first = max(first, total - self.capacity, 0)
@@ -237,11 +308,31 @@ def detach(loop: BaseLoop, rec: Recorder, client: object) -> Recorder | None:
     return rec if rec.clients else None
 
 
-def _put(rec: Recorder, code: float, stamp: object, obj: object) -> None:
+def _put(rec: Recorder, code: object, stamp: object, obj: object) -> None:
+    if rec.woke >= 0:
+        _put_wake(rec, stamp)
     i = rec.index
     rec.codes[i] = code
     rec.stamps[i] = stamp
     rec.objs[i] = obj
+    i += 1
+    if i == rec.capacity:
+        i = 0
+    rec.index = i
+    rec.total += 1
+
+
+def _put_step(rec: Recorder, code: object, stamp: object) -> None:
+    """``_put`` for a step, the hot case: its slot in ``objs`` is left as it was.
+
+    Only the kinds that carry an object read ``objs``; what a step leaves
+    there is an older record's string or float, kept until overwritten.
+    """
+    if rec.woke >= 0:
+        _put_wake(rec, stamp)
+    i = rec.index
+    rec.codes[i] = code
+    rec.stamps[i] = stamp
     i += 1
     if i == rec.capacity:
         i = 0
@@ -260,38 +351,87 @@ def _close_step(rec: Recorder, stamp: object) -> None:
         rec.open = None
 
 
-def begin(rec: Recorder, handle: Handle) -> Any:
-    """A callback is about to run: record it; its task if it is a task step."""
-    owner = getattr(handle._callback, "__self__", None)
+def begin(rec: Recorder, handle: Handle) -> None:
+    """A callback is about to run: record it, as a step of its task if it is one."""
     now = _clock()
     if rec.counting:
         _close_step(rec, now)
-    if isinstance(owner, _Task):
-        if rec.tracing:
-            _put(rec, float(id(owner)) * KIND_BITS + K_STEP, now, None)
-        if rec.counting:
-            key = id(owner)
-            stats = rec.stats.get(key)
-            if stats is None:
-                stats = TaskStats()
-                rec.stats.put(key, stats)
-            rec.open = stats
-            rec.open_since = cast(float, now)
-        return owner
+    stats: TaskStats | None = None
+    if type(handle._callback) is rec.step_type:
+        stats = rec.contexts.get(handle._context)
+    if stats is None:
+        stats = _begin_other(rec, handle, now)
+        if stats is None:
+            return
     if rec.tracing:
-        _put(rec, K_CALLBACK, now, _describe(rec, handle))
-    return None
+        _put_step(rec, stats.code, now)
+    if rec.counting:
+        rec.open = stats
+        rec.open_since = cast(float, now)
 
 
-def end_step(rec: Recorder, task: Any) -> None:
-    """The step of ``task`` just ran: if it ended the task, record how."""
-    if _task_done(task):
-        _exited(rec, task)
+def _begin_other(rec: Recorder, handle: Handle, now: object) -> TaskStats | None:
+    """``begin`` for all but a registered C task's step: the stats of a task step, or None."""
+    described = handle._described
+    if described is not None:  # a plain callback seen before
+        if rec.tracing:
+            _put(rec, _CODE_CALLBACK, now, described)
+        return None
+    callback = handle._callback
+    if callback is _task_exited:
+        return None  # its exit record is the boundary
+    owner = getattr(callback, "__self__", None)
+    if not isinstance(owner, _TASK_TYPES):
+        if rec.tracing:
+            described = _describe(rec, handle)
+            handle._described = described
+            _put(rec, _CODE_CALLBACK, now, described)
+        return None
+    context = handle._context
+    if not isinstance(callback, _Method):
+        rec.step_type = type(callback)  # a C task's step
+    stats = rec.stats.get(id(owner))
+    if stats is None:
+        stats = register(rec, owner, context if rec.step_type is type(callback) else None)
+    elif stats.context is None and type(callback) is rec.step_type and context is not None:
+        _file_context(rec, stats, context)
+    return stats
 
 
-def _exited(rec: Recorder, task: Any) -> None:
-    now = _clock()
+def register(rec: Recorder, task: Any, context: object) -> TaskStats:
+    """Start following ``task``: its stats, filed by ``context`` when given; exit noted."""
+    stats = TaskStats(id(task))
+    rec.stats.put(id(task), stats)
+    if context is not None:
+        _file_context(rec, stats, context)
+    task.add_done_callback(_task_exited, context=_NO_CONTEXT)
+    return stats
+
+
+def _file_context(rec: Recorder, stats: TaskStats, context: object) -> None:
+    """File ``stats`` by its task's context, unless another live task shares it."""
+    key = id(context)
+    stats.context = context
+    shared = rec.shared.get(key)
+    if shared is not None:
+        rec.shared[key] = shared + 1
+        return
+    if rec.contexts.pop(context) is not None:
+        rec.shared[key] = 2  # the task filed there and this one: neither is, now
+        return
+    rec.contexts.put(context, stats)
+
+
+def _task_exited(task: Any) -> None:
+    """The done callback of a registered task: record its end, forget it."""
+    rec = task.get_loop()._recorder
+    if rec is None:
+        return
     key = id(task)
+    stats = rec.stats.pop(key)
+    if stats is None:
+        return  # registered with a recorder since replaced
+    _unfile_context(rec, stats)
     if rec.tracing:
         if task.cancelled():
             kind = K_CANCELLED
@@ -299,43 +439,76 @@ def _exited(rec: Recorder, task: Any) -> None:
             kind = K_FAILED
         else:
             kind = K_FINISHED
-        _put(rec, float(key) * KIND_BITS + kind, now, task.get_name())
-    if rec.counting:
-        stats = rec.open
-        _close_step(rec, now)
-        done = rec.stats.pop(key)
-        if done is None:
-            done = stats if stats is not None else TaskStats()
-        if rec.on_exit is not None:
-            rec.on_exit(task, done)
+        _put(rec, float(key) * KIND_BITS + kind, _clock(), task.get_name())
+    if rec.counting and rec.on_exit is not None:
+        rec.on_exit(task, stats)
 
 
-def end_batch(rec: Recorder) -> None:
-    """The batch of callbacks is done: the last one ended now."""
+def _unfile_context(rec: Recorder, stats: TaskStats) -> None:
+    context = stats.context
+    if context is None:
+        return
+    stats.context = None
+    key = id(context)
+    shared = rec.shared.get(key)
+    if shared is None:
+        rec.contexts.pop(context)
+    elif shared > 1:
+        rec.shared[key] = shared - 1
+    else:
+        del rec.shared[key]
+
+
+def stopped(rec: Recorder) -> None:
+    """The loop stopped running: the last callback ended now.
+
+    While it runs, a batch of callbacks needs no end of its own: the I/O
+    wait or the callback that comes next is the boundary.
+    """
     now = _clock()
     if rec.counting:
         _close_step(rec, now)
     if rec.tracing:
-        _put(rec, K_IDLE, now, None)
+        _put(rec, _CODE_IDLE, now, None)
 
 
-def spawned(rec: Recorder, task: Any) -> None:
-    """``create_task`` made ``task``."""
-    key = id(task)
-    if rec.counting:
-        rec.stats.put(key, TaskStats())  # a new task may reuse a dead one's id
+def spawned(rec: Recorder, task: Any, context: object) -> None:
+    """``create_task`` made ``task``; ``context`` is the one it was given, if any."""
+    if rec.stats.get(id(task)) is None:
+        get_context = getattr(task, "get_context", None)  # 3.12+
+        if get_context is not None:
+            context = get_context()
+        # On 3.11 a task given no context has a fresh one of its own: its first
+        # step files it. One it was given may be shared: filed now, so that a
+        # second task with it is seen to share it.
+        register(rec, task, context)
     if rec.tracing:
-        _put(rec, float(key) * KIND_BITS + K_SPAWN, _clock(), task.get_name())
+        _put(rec, float(id(task)) * KIND_BITS + K_SPAWN, _clock(), task.get_name())
 
 
 def wait_begin(rec: Recorder, timeout: float) -> None:
+    """The loop is about to wait for I/O: the last callback ended now."""
+    now = _clock()
+    if rec.counting:
+        _close_step(rec, now)
     if rec.tracing:
-        _put(rec, K_WAIT, _clock(), timeout)
+        _put(rec, _CODE_WAIT, now, timeout)
 
 
 def wait_end(rec: Recorder, events: int) -> None:
+    """The wait returned ``events``: recorded with the next record's clock reading.
+
+    What runs between the two (handing the events out) is too short to be
+    worth a clock read of its own.
+    """
     if rec.tracing:
-        _put(rec, float(events * KIND_BITS + K_WAKE), _clock(), None)
+        rec.woke = events
+
+
+def _put_wake(rec: Recorder, stamp: object) -> None:
+    events = rec.woke
+    rec.woke = -1
+    _put(rec, float(events * KIND_BITS + K_WAKE), stamp, None)
 
 
 def woken(rec: Recorder, callback: object, args: tuple[Any, ...]) -> None:
@@ -344,7 +517,7 @@ def woken(rec: Recorder, callback: object, args: tuple[Any, ...]) -> None:
     if on_cancel is None:
         return
     owner = getattr(callback, "__self__", None)
-    if isinstance(owner, _Task):
+    if isinstance(owner, _TASK_TYPES):
         fut = args[0]
         if isinstance(fut, _Future) and fut.cancelled():
             on_cancel(owner)
@@ -354,33 +527,26 @@ def run_ready(loop: BaseLoop, rec: Recorder, ntodo: int) -> None:
     """The run step while only the recorder observes (no debug, no hooks)."""
     ready = loop._ready
     handle: Handle | None = None
-    task: Any = None
     for _ in range(ntodo):
         handle = ready.popleft()
         if handle._cancelled:
             continue
-        task = begin(rec, handle)
+        begin(rec, handle)
         run_handle(handle)
         loop._handles_run += 1
-        if task is not None and _task_done(task):
-            _exited(rec, task)
-    if ntodo:
-        end_batch(rec)
     handle = None  # see run_handle: no reference cycles through this frame
-    task = None
 
 
 def _describe(rec: Recorder, handle: Handle) -> str:
     callback = handle._callback
     func = getattr(callback, "__func__", callback)
     key = getattr(func, "__code__", func)
-    try:
-        text = rec.descriptions.get(key)
-    except TypeError:  # unhashable callable
-        return repr(handle)
-    if text is None:
-        text = f"<{type(handle).__name__} {describe_callback(callback, None, False)}>"
-        if len(rec.descriptions) >= _DESCRIPTIONS_MAX:
-            rec.descriptions.clear()
-        rec.descriptions[key] = text
+    known = rec.descriptions.get(id(key))
+    if known is not None and known[0] is key:
+        return known[1]
+    text = f"<{type(handle).__name__} {describe_callback(callback, None, False)}>"
+    if len(rec.descriptions) >= _DESCRIPTIONS_MAX:
+        rec.descriptions.clear()
+    # Holding ``key`` keeps its id from being reused while it is cached.
+    rec.descriptions[id(key)] = (key, text)
     return text

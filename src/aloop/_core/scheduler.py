@@ -38,10 +38,9 @@ from aloop._core.recorder import (
     attach,
     begin,
     detach,
-    end_batch,
-    end_step,
     run_ready,
     spawned,
+    stopped,
     wait_begin,
     wait_end,
     woken,
@@ -282,7 +281,7 @@ class BaseLoop:
             instruments.spawned(task)
         recorder = self._recorder
         if recorder is not None:
-            spawned(recorder, task)
+            spawned(recorder, task, context)
         return task
 
     def set_task_factory(self, factory: Callable[..., Any] | None) -> None:
@@ -359,6 +358,9 @@ class BaseLoop:
         events._set_running_loop(self)  # type: ignore[arg-type]
 
     def _run_forever_cleanup(self) -> None:
+        recorder = self._recorder
+        if recorder is not None:
+            stopped(recorder)
         self._stopping = False
         self._thread_id = None
         events._set_running_loop(None)
@@ -409,13 +411,13 @@ class BaseLoop:
         ready = self._ready
         handle: Handle | None = None
         task: asyncio.Task[Any] | None = None
-        recorded: Any = None
         for _ in range(ntodo):
             handle = ready.popleft()
             if handle._cancelled:
                 continue
             recorder = self._recorder
-            recorded = begin(recorder, handle) if recorder is not None else None
+            if recorder is not None:
+                begin(recorder, handle)
             instruments = self._instruments
             task = None
             if instruments is not None:
@@ -439,15 +441,8 @@ class BaseLoop:
                     instruments.call("after_task_step", task)
                     if task.done():
                         instruments.call("task_exited", task)
-            recorder = self._recorder
-            if recorder is not None and recorded is not None:
-                end_step(recorder, recorded)
-        recorder = self._recorder
-        if recorder is not None and ntodo:
-            end_batch(recorder)
         handle = None  # see run_handle: no reference cycles through this frame
         task = None
-        recorded = None
 
     def _run_timed(self, handle: Handle | None) -> None:
         """Run ``handle`` and warn if it took longer than ``slow_callback_duration``."""

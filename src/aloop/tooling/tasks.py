@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import os
 import sys
 import time
@@ -159,7 +160,7 @@ class _StepCounter:
         rec.on_exit = None
         rec.on_cancel = None
         rec.open = None
-        rec.stats = StatsTable()
+        # rec.stats stays: it is also the registry of the tasks a trace follows.
         self._tracker._stats = StatsTable()
 
 
@@ -241,6 +242,14 @@ def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
     rows: list[TaskInfo] = []
     if tracker is not None and include_done:
         rows.extend(_ended_row(rec, now) for rec in tracker.ended)
+        # Done, but the recorder has not run the task's done callback yet.
+        for task, seen in list(tracker.records.items()):
+            if seen.ended is None and task.done():
+                stats = tracker.stats(task)
+                ending = dataclasses.replace(seen, state=task_outcome(task))
+                if stats is not None:
+                    _copy_stats(ending, stats)
+                rows.append(_ended_row(ending, now))
     for task in tasks:
         rec = tracker.records.get(task) if tracker is not None else None
         stats = tracker.stats(task) if tracker is not None else None

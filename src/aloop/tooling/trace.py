@@ -133,10 +133,15 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
 
     # The span in progress: (name, track, start, args), ended by the next boundary.
     span: tuple[str, int, float, dict[str, Any]] | None = None
+    # track -> when its last step ended: a task's exit is recorded by its done
+    # callback, a little later, but it happened there.
+    step_ended: dict[int, float] = {}
 
     def close(stamp: float) -> None:
         if span is not None:
             name, track, start, args = span
+            if name == "step":
+                step_ended[track] = stamp
             events.append(
                 {
                     "name": name,
@@ -156,8 +161,9 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
 
     for code, record_stamp, obj in zip(window.codes, window.stamps, window.objs, strict=True):
         stamp = float(record_stamp)  # type: ignore[arg-type]  # always a float
-        kind = int(code) & (_rec.KIND_BITS - 1)
-        key = int(code) >> 4
+        number = int(code)  # type: ignore[call-overload]  # always a float
+        kind = number & (_rec.KIND_BITS - 1)
+        key = number >> 4
         if kind == _rec.K_SPAWN:
             tracks.pop(key, None)
             instant("spawned", track_of(key, str(obj)), stamp)
@@ -177,7 +183,8 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
         elif kind == _rec.K_WAIT:
             span = ("I/O wait", _LOOP_TRACK, stamp, {"timeout": obj})
         elif kind in _OUTCOMES:
-            instant(_OUTCOMES[kind], track_of(key, str(obj)), stamp)
+            track = track_of(key, str(obj))
+            instant(_OUTCOMES[kind], track, step_ended.get(track, stamp))
             tracks.pop(key, None)
     close(window.end)
     for key, track in tracks.items():  # tasks alive at the end: their names now
