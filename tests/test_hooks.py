@@ -488,3 +488,55 @@ def test_recorder_done_callback_runs_in_an_empty_context(aloop_loop: aloop.Loop)
     aloop_loop.remove_instrument(trace)
     assert len(callbacks) == 1
     assert len(callbacks[0][1]) == 0  # not a copy of the spawner's context
+
+
+def test_short_callbacks_are_timed_in_groups(aloop_loop: aloop.Loop) -> None:
+    from aloop._core.recorder import GROUP
+
+    async def spin() -> None:
+        for _ in range(300):
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(*(aloop_loop.create_task(spin(), name=f"s{i}") for i in range(4)))
+
+    from aloop.tooling.trace import Trace
+
+    trace = Trace()
+    aloop_loop.add_instrument(trace)
+    aloop_loop.run_until_complete(main())
+    rec = aloop_loop._recorder
+    assert rec is not None
+    written = rec.index
+    read = sum(stamp is not None for stamp in rec.stamps[:written])
+    aloop_loop.remove_instrument(trace)
+    # sleep(0) steps take a few microseconds: about one reading per GROUP
+    # (fewer groups where the machine is busy: half is plenty to show it).
+    assert GROUP == 8 and read < written / 2
+    events = [e for e in trace.events if e["name"] == "step"]
+    assert len(events) == 4 * 301 + 2  # and main: start, and back from gather
+    assert sum("timing" in e["args"] for e in events) > len(events) / 2
+    starts = [e["ts"] for e in events]  # spans do not nest: closed in start order
+    assert starts == sorted(starts) and all(e["dur"] >= 0 for e in events)
+
+
+def test_long_callbacks_are_timed_exactly(aloop_loop: aloop.Loop) -> None:
+    import time
+
+    import aloop.inspect
+
+    async def blocking() -> None:
+        for _ in range(5):
+            time.sleep(0.005)  # a step that blocks the loop: worth a reading each
+            await asyncio.sleep(0)
+
+    tracker = aloop.inspect.track(aloop_loop)
+    data = _trace_run(aloop_loop, aloop_loop.create_task(blocking(), name="blocking"))
+    aloop_loop.run_until_complete(asyncio.sleep(0))
+    names, _ = _by_track(data)
+    track = next(t for t, n in names.items() if n == "blocking")
+    steps = [e for e in data["traceEvents"] if e.get("tid") == track and e["name"] == "step"]
+    assert len(steps) == 6
+    assert all(e["dur"] >= 4_500 and "timing" not in e["args"] for e in steps[:5])
+    ended = next(rec for rec in tracker.ended if rec.name == "blocking")
+    assert ended.steps == 6 and 0.025 <= ended.cpu and ended.longest_step >= 0.0045

@@ -75,7 +75,8 @@ class TaskInfo:
     age: float
     steps: int
     #: Seconds spent in the task's steps (wall time of each step: CPU time
-    #: unless a step blocks). Counted with ``track(loop, detail=True)``.
+    #: unless a step blocks; in bursts of short callbacks, a group's time is
+    #: split evenly among them). Counted with ``track(loop, detail=True)``.
     cpu: float
     cancelled_by: str | None
 
@@ -159,7 +160,7 @@ class _StepCounter:
         rec.counting = False
         rec.on_exit = None
         rec.on_cancel = None
-        rec.open = None
+        rec.members = [None] * len(rec.members)
         # rec.stats stays: it is also the registry of the tasks a trace follows.
         self._tracker._stats = StatsTable()
 

@@ -112,6 +112,28 @@ class Trace:
         return names, _events(window, self._epoch, names)
 
 
+def _times(stamps: list[object], end: float) -> list[float]:
+    """Every record's time: a record timed with its group (no reading, ``None``)
+    gets an even share of the time between the readings around it."""
+    times: list[float] = []
+    last: float | None = None
+    pending = 0  # records since ``last`` without a reading
+    for stamp in [*stamps, end]:
+        if stamp is None:
+            pending += 1
+            continue
+        now = float(stamp)  # type: ignore[arg-type]  # a float when not None
+        if pending:
+            start = last if last is not None else now  # the window began mid-group
+            step = (now - start) / (pending + 1)
+            times.extend(start + step * (n + 1) for n in range(pending))
+            pending = 0
+        times.append(now)
+        last = now
+    times.pop()  # ``end``
+    return times
+
+
 def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[str, Any]]:
     """Chrome trace events from the records; fills ``names`` (track -> name)."""
     events: list[dict[str, Any]] = []
@@ -133,15 +155,18 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
 
     # The span in progress: (name, track, start, args), ended by the next boundary.
     span: tuple[str, int, float, dict[str, Any]] | None = None
+    estimated = False  # the span in progress starts without a clock reading
     # track -> when its last step ended: a task's exit is recorded by its done
     # callback, a little later, but it happened there.
     step_ended: dict[int, float] = {}
 
-    def close(stamp: float) -> None:
+    def close(stamp: float, exact_end: bool) -> None:
         if span is not None:
             name, track, start, args = span
             if name == "step":
                 step_ended[track] = stamp
+            if estimated or not exact_end:
+                args["timing"] = "estimated: timed with a group of short callbacks"
             events.append(
                 {
                     "name": name,
@@ -159,8 +184,11 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
             {"name": name, "ph": "i", "s": "t", "ts": us(stamp), "pid": 1, "tid": track, "args": {}}
         )
 
-    for code, record_stamp, obj in zip(window.codes, window.stamps, window.objs, strict=True):
-        stamp = float(record_stamp)  # type: ignore[arg-type]  # always a float
+    times = _times(window.stamps, window.end)
+    for code, record_stamp, obj, stamp in zip(
+        window.codes, window.stamps, window.objs, times, strict=True
+    ):
+        exact = record_stamp is not None
         number = int(code)  # type: ignore[call-overload]  # always a float
         kind = number & (_rec.KIND_BITS - 1)
         key = number >> 4
@@ -171,11 +199,12 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
         if kind == _rec.K_WAKE:
             if span is not None and span[0] == "I/O wait":
                 span[3]["events"] = key
-            close(stamp)
+            close(stamp, exact)
             span = None
             continue
-        close(stamp)
+        close(stamp, exact)
         span = None
+        estimated = not exact
         if kind == _rec.K_STEP:
             span = ("step", track_of(key), stamp, {})
         elif kind == _rec.K_CALLBACK:
@@ -186,7 +215,7 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
             track = track_of(key, str(obj))
             instant(_OUTCOMES[kind], track, step_ended.get(track, stamp))
             tracks.pop(key, None)
-    close(window.end)
+    close(window.end, True)
     for key, track in tracks.items():  # tasks alive at the end: their names now
         if key in live:
             names[track] = live[key]
