@@ -334,12 +334,14 @@ class Cell:
     rps: list[float] = field(default_factory=list)
     status: str = "missing"  # ok | missing | error | wrong
     errors: list[str] = field(default_factory=list)
+    rounds: dict[int, dict[str, float]] = field(default_factory=dict)  # repeat -> figures
 
     def add(self, report: dict[str, Any]) -> None:
         if report["status"] in ("ok", "wrong"):
             self.cpu_us.append(report["cpu_us"])
             self.user_us.append(report["user_us"])
             self.rps.append(report["rps"])
+            self.rounds[report.get("repeat", len(self.rounds))] = report
         if report["status"] != "ok":
             self.errors.append(str(report.get("error") or report["status"]))
         if self.status in ("missing", "ok") or report["status"] == "wrong":
@@ -384,10 +386,30 @@ def ratio(num: float | None, den: float | None) -> str:
     return "-" if num is None or den is None or den <= 0 else f"{num / den:.2f}x"
 
 
+def paired_ratio(num: Cell, den: Cell, metric: str) -> str:
+    """The median over rounds of num/den within a round.
+
+    A round runs every loop back to back, so both sides of a ratio saw the
+    machine at about the same speed; on a shared VM that speed changes
+    between rounds more than the loops differ.
+    """
+    if num.status == "error" or den.status == "error":
+        return "-"
+    pairs = [
+        (figures[metric], den.rounds[rep][metric])
+        for rep, figures in num.rounds.items()
+        if rep in den.rounds and den.rounds[rep][metric] > 0
+    ]
+    if not pairs:
+        return ratio(num.median(metric), den.median(metric))
+    return f"{statistics.median(a / b for a, b in pairs):.2f}x"
+
+
 def better_ratio(other: Cell, subject: Cell, metric: str) -> str:
     """> 1 means aloop is better: other/aloop for CPU, aloop/other for throughput."""
-    a, b = other.median(metric), subject.median(metric)
-    return ratio(b, a) if metric == "rps" else ratio(a, b)
+    if metric == "rps":
+        return paired_ratio(subject, other, metric)
+    return paired_ratio(other, subject, metric)
 
 
 def reference_for(case: Case, table: Table) -> Cell | None:
@@ -417,8 +439,7 @@ def render(table: Table, cases: Sequence[Case], loops: Sequence[str], metric: st
             row = [case.title, *(fmt_cell(cells[x], metric, scale) for x in loops), ""]
             row += [better_ratio(cells[o], cells[SUBJECT], metric) for o in others]
             if vs_c:
-                ref_value = None if ref is None else ref.median(metric)
-                row.append(ratio(cells[SUBJECT].median(metric), ref_value))
+                row.append("-" if ref is None else paired_ratio(cells[SUBJECT], ref, metric))
         spreads = [s for c in cells.values() if (s := c.spread(metric)) is not None]
         row.append(f"{max(spreads):.0%}" if spreads else "-")
         rows.append(row)
@@ -514,7 +535,8 @@ def header_lines(info: dict[str, Any], args: argparse.Namespace) -> list[str]:
         f"Loops: {loops}",
         f"Machine: {info['machine']}",
         f"Method: {args.repeat} run(s) per case and loop, each a fresh server process, loops "
-        f"interleaved, median shown; {args.conns} connections, {args.duration:g} s window "
+        f"interleaved, median shown (ratios: the median of each round's ratio); "
+        f"{args.conns} connections, {args.duration:g} s window "
         f"after {args.warmup:g} s warm-up (wrk: whole seconds); suite {info['suite_s']:.0f} s",
     ]
 

@@ -50,3 +50,29 @@ def test_protocol_echo_on_aloop_is_correct(tmp_path: Path) -> None:
         assert run["wrong"] == 0
         assert run["requests"] > 0
         assert run["cpu_us"] > 0
+
+
+def test_ratios_pair_the_runs_of_one_round() -> None:
+    import importlib
+    from typing import Any
+
+    sys.path.insert(0, str(NET.parent))
+    try:
+        net: Any = importlib.import_module("net")
+    finally:
+        sys.path.remove(str(NET.parent))
+
+    def cell(values: list[float]) -> Any:
+        made = net.Cell()
+        for rep, value in enumerate(values):
+            made.add({"status": "ok", "repeat": rep, "cpu_us": value, "user_us": 0.0, "rps": 1.0})
+        return made
+
+    # The machine slows down between rounds; within each round aloop is 10 % cheaper.
+    other, aloop = cell([10.0, 20.0, 40.0]), cell([9.0, 18.0, 36.0])
+    assert net.better_ratio(other, aloop, "cpu_us") == "1.11x"
+    # One round where the machine slowed down between the two runs: the
+    # medians of each side would be taken from different rounds.
+    other, aloop = cell([10.0, 11.0, 40.0]), cell([9.0, 30.0, 36.0])
+    assert net.better_ratio(other, aloop, "cpu_us") == "1.11x"
+    assert net.ratio(other.median("cpu_us"), aloop.median("cpu_us")) == "0.37x"
