@@ -540,3 +540,61 @@ def test_long_callbacks_are_timed_exactly(aloop_loop: aloop.Loop) -> None:
     assert all(e["dur"] >= 4_500 and "timing" not in e["args"] for e in steps[:5])
     ended = next(rec for rec in tracker.ended if rec.name == "blocking")
     assert ended.steps == 6 and 0.025 <= ended.cpu and ended.longest_step >= 0.0045
+
+
+def _wakeups_and_a_cancel(loop: aloop.Loop) -> Any:
+    """A worker woken by sleep(0), by a future and by a timer; a victim cancelled
+    by a ``call_soon(task.cancel)`` (a callback bound to the task, not a step)."""
+
+    async def worker() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)  # the next step is scheduled by the task itself
+            fut = loop.create_future()
+            loop.call_later(0.001, fut.set_result, None)
+            await fut  # the next step is the future waking the task
+
+    async def victim() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        w = loop.create_task(worker(), name="worker")
+        v = loop.create_task(victim(), name="victim")
+        await asyncio.sleep(0)
+        loop.call_soon(v.cancel)
+        await asyncio.gather(w, v, return_exceptions=True)
+
+    return main()
+
+
+def test_wakeups_are_steps_and_task_methods_are_callbacks(aloop_loop: aloop.Loop) -> None:
+    ended = _step_counts(aloop_loop, _wakeups_and_a_cancel(aloop_loop))
+    assert ended["worker"] == (11, "finished")
+    assert ended["victim"] == (2, "cancelled")  # its start, and the step that raised
+    data = _trace_run(aloop_loop, _wakeups_and_a_cancel(aloop_loop))
+    handles = [e["args"]["handle"] for e in data["traceEvents"] if e["name"] == "callback"]
+    assert any("cancel" in text for text in handles), handles
+
+
+@pytest.mark.skipif(
+    aloop._purity.is_compiled(),
+    reason="counts calls by patching the recorder module; a compiled module cannot be patched",
+)
+def test_task_steps_take_the_fast_path(
+    aloop_loop: aloop.Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aloop._core import recorder
+
+    slow: list[object] = []
+    real = recorder._begin_other
+
+    def counting(rec: Any, handle: Any, now: object) -> Any:
+        slow.append(handle._callback)
+        return real(rec, handle, now)
+
+    monkeypatch.setattr(recorder, "_begin_other", counting)
+    ended = _step_counts(aloop_loop, _wakeups_and_a_cancel(aloop_loop))
+    assert ended["worker"] == (11, "finished")
+    # At most each task's first step (four tasks, with run_until_complete's)
+    # takes the slow way; the rest are looked up by Context, wakeups included.
+    task_steps = [cb for cb in slow if recorder._is_step(cb)]
+    assert len(task_steps) <= 4, task_steps

@@ -62,6 +62,9 @@ _clock: Final[Callable[[], object]] = time.perf_counter
 _TASK_TYPES: Final = (asyncio.Task, asyncio.tasks._PyTask)  # type: ignore[attr-defined]
 _Future: Final = asyncio.Future
 _Method: Final = MethodType
+# A C task's steps run as a TaskStepMethWrapper (scheduled by the task) or as
+# its ``task_wakeup``, a builtin method (scheduled by the future it awaited).
+_BUILTIN: Final = type(len)
 # The recorder's done callbacks run in an empty context, not a copy of the
 # spawning one (a copy per task would cost an allocation and keep the
 # spawner's variables alive).
@@ -365,7 +368,8 @@ def begin(rec: Recorder, handle: Handle) -> None:
         _reading(rec, cast(float, now))
         rec.run = 1
     stats: TaskStats | None = None
-    if type(handle._callback) is rec.step_type:
+    kind = type(handle._callback)
+    if kind is rec.step_type or kind is _BUILTIN:
         stats = _filed(rec.contexts, handle._context)
     if stats is None:
         stats = _begin_other(rec, handle, now)
@@ -433,21 +437,31 @@ def _begin_other(rec: Recorder, handle: Handle, now: object) -> TaskStats | None
     if callback is _task_exited:
         return None  # its exit record is the boundary
     owner = getattr(callback, "__self__", None)
-    if not isinstance(owner, _TASK_TYPES):
+    if not isinstance(owner, _TASK_TYPES) or not _is_step(callback):
         if rec.tracing:
             described = _describe(rec, handle)
             handle._described = described
             _put(rec, _CODE_CALLBACK, now, described)
         return None
     context = handle._context
-    if not isinstance(callback, _Method):
-        rec.step_type = type(callback)  # a C task's step
+    internal = not isinstance(callback, _Method)  # a C task's, which passes its context
+    if internal and type(callback) is not _BUILTIN:
+        rec.step_type = type(callback)
     stats = rec.stats.get(id(owner))
     if stats is None:
-        stats = register(rec, owner, context if rec.step_type is type(callback) else None)
-    elif stats.context is None and type(callback) is rec.step_type and context is not None:
+        stats = register(rec, owner, context if internal else None)
+    elif stats.context is None and internal and context is not None:
         _file_context(rec, stats, context)
     return stats
+
+
+def _is_step(callback: object) -> bool:
+    """Whether a callback bound to a task is one of its steps (not, say, ``task.cancel``)."""
+    if isinstance(callback, _Method):  # asyncio's pure-Python Task
+        return getattr(callback.__func__, "__name__", "") in ("__step", "__wakeup")
+    if type(callback) is _BUILTIN:
+        return getattr(callback, "__name__", "") == "task_wakeup"
+    return type(callback).__name__ == "TaskStepMethWrapper"
 
 
 def register(rec: Recorder, task: Any, context: object) -> TaskStats:
