@@ -613,8 +613,11 @@ def _run_once(loop: BaseLoop) -> None:
             timeout = timers.first_when() - loop.time()
             if timeout < 0.0:
                 timeout = 0.0
-        loop._next_poll = _monotonic() + POLL_INTERVAL
         _poll(loop, timeout)
+        # Counted from the wait's end: a request/response peer is quiet right
+        # after the wait that brought its request, and a look at once would
+        # mostly find nothing.
+        loop._next_poll = _monotonic() + POLL_INTERVAL
     if timers.heap:
         timers.pop_due(loop.time() + loop._clock_resolution, ready)
     ntodo = len(ready)
