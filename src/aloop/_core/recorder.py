@@ -9,8 +9,9 @@ recorder does two independent jobs, each switched on by its clients:
   (``time.perf_counter()``) and ``objs`` (a string or float, only for the
   kinds that carry one). A record is a boundary or an instant; a task step or
   callback starts at its record and ends at the next boundary (the next
-  callback, an I/O wait, the loop stopping), so each callback costs one
-  clock read, and an I/O wait's end shares the next record's reading. Tasks
+  callback, an I/O wait, the loop stopping), so each callback costs at most
+  one clock read (``None`` in ``stamps`` when timed with its group, see
+  GROUP), and an I/O wait's end shares the next record's reading. Tasks
   are recorded by ``id()``, never by reference: the ring keeps no task
   alive. Codes are floats (exact below 2**53, and ids times 16 stay far
   below), boxed once per task or kind and stored as they are.

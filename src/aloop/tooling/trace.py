@@ -6,10 +6,12 @@ wait. Only the last ``max_events`` records are kept, so a trace can stay on.
 Open the file in https://ui.perfetto.dev or chrome://tracing.
 
 Recording is done by the loop's compiled recorder (``aloop._core.recorder``):
-a ring of compact records, one clock read per callback, no Python call per
-event. The JSON is built only when asked (``to_json``, ``save``). Several
-traces on one loop share the ring; each sees the records made while it was
-attached.
+a ring of compact records, no Python call per event. A callback gets a clock
+reading of its own unless it is one of a burst of short ones, which are
+timed in groups: their slices split the group's time evenly and say so in
+``args["timing"]``. The JSON is built only when asked (``to_json``,
+``save``). Several traces on one loop share the ring; each sees the records
+made while it was attached.
 """
 
 from __future__ import annotations
