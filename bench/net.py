@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from run import call_worker, fmt_value, loop_summary, machine, problems, rotation
+from run import call_worker, fmt_value, loop_summary, machine, report_problems, rotation
 
 HERE = Path(__file__).resolve().parent
 NET = HERE / "net"
@@ -601,10 +601,7 @@ def main(argv: list[str] | None = None) -> int:
             "conns": args.conns,
         }
         args.json.write_text(json.dumps({"info": info, **settings_json, "runs": reports}, indent=1))
-    issues = problems(table)
-    for issue in issues:
-        print(f"PROBLEM {issue}", file=sys.stderr)
-    return 1 if issues else 0
+    return report_problems(table)
 
 
 if __name__ == "__main__":

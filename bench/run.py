@@ -271,14 +271,17 @@ def render(
     return ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def problems(table: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """One line per failed or wrong cell (bench/net.py's tables too)."""
-    return [
+def report_problems(table: Mapping[str, Mapping[str, Any]]) -> int:
+    """Print a line per failed or wrong cell to stderr; the exit status (bench/net.py's too)."""
+    issues = [
         f"{bench}/{loop} {cell.status}: {cell.errors[0].strip()[:600]}"
         for bench, cells in table.items()
         for loop, cell in cells.items()
         if cell.status in ("error", "wrong")
     ]
+    for issue in issues:
+        print(f"PROBLEM {issue}", file=sys.stderr)
+    return 1 if issues else 0
 
 
 # -- main ---------------------------------------------------------------------------
@@ -426,10 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(json_report(info, args, table, reports), indent=1))
-    issues = problems(table)
-    for issue in issues:
-        print(f"PROBLEM {issue}", file=sys.stderr)
-    return 1 if issues else 0
+    return report_problems(table)
 
 
 if __name__ == "__main__":

@@ -327,21 +327,14 @@ def detach(loop: BaseLoop, rec: Recorder, client: object) -> Recorder | None:
 
 
 def _put(rec: Recorder, code: object, stamp: object, obj: object) -> None:
-    if rec.woke >= 0:
-        _put_wake(rec, stamp)
-    i = rec.index
-    rec.codes[i] = code
-    rec.stamps[i] = stamp
-    rec.objs[i] = obj
-    i += 1
-    if i == rec.capacity:
-        i = 0
-    rec.index = i
-    rec.total += 1
+    """Write a record that carries an object: ``_put_step``, then its ``objs`` slot."""
+    _put_step(rec, code, stamp)
+    i = rec.index - 1
+    rec.objs[i if i >= 0 else rec.capacity - 1] = obj
 
 
 def _put_step(rec: Recorder, code: object, stamp: object) -> None:
-    """``_put`` for a step, the hot case: its slot in ``objs`` is left as it was.
+    """Write a record, leaving its slot in ``objs`` as it was (a step, the hot case).
 
     Only the kinds that carry an object read ``objs``; what a step leaves
     there is an older record's string or float, kept until overwritten.
