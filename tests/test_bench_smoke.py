@@ -58,8 +58,16 @@ def report(
 ) -> dict[str, Any]:
     loop: str = request.param
     out = tmp_path_factory.mktemp("bench") / f"{loop}.json"
+    _bench(RUN, "--quick", "--repeat", "1", "--loops", loop, "--json", str(out))
+    data: dict[str, Any] = json.loads(out.read_text())
+    data["loop"] = loop
+    return data
+
+
+def _bench(script: Path, *args: str) -> str:
+    """Run a bench script; its standard output (it must succeed)."""
     proc = subprocess.run(
-        [sys.executable, str(RUN), "--quick", "--repeat", "1", "--loops", loop, "--json", str(out)],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         env=aloop_env(),
@@ -67,9 +75,7 @@ def report(
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    data: dict[str, Any] = json.loads(out.read_text())
-    data["loop"] = loop
-    return data
+    return proc.stdout
 
 
 def test_quick_sizes_cover_every_benchmark() -> None:
@@ -98,3 +104,12 @@ def test_benchmark_did_the_work(report: dict[str, Any], bench: str) -> None:
     assert run["status"] == "ok", run.get("error")
     assert run["expected"] == EXPECTED_QUICK[bench]
     assert run["observed"] == run["expected"]
+
+
+def test_observability_bench_reports_every_mode() -> None:
+    out = _bench(ROOT / "bench" / "observability.py", "--quick", "--repeat", "1")
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[3:]}
+    assert list(rows) == ["off", "monitor", "monitor+detail", "trace"]
+    for ns, overhead, memory in rows.values():
+        assert float(ns) > 0 and math.isfinite(float(overhead.rstrip("%")))
+        assert float(memory) > 0

@@ -81,6 +81,47 @@ def test_fan_out_tree_states_and_waits() -> None:
     assert "  sleeper [waiting, awaits sleep until" in tree[0]
 
 
+def test_awaited_by_graph() -> None:
+    loop = aloop.new_event_loop()
+    rows: dict[str, aloop.inspect.TaskInfo] = {}
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def idle() -> None:
+            await gate.wait()
+
+        async def boss() -> None:
+            await asyncio.create_task(idle(), name="worker")
+
+        async def gatherer() -> None:
+            inner = asyncio.gather(asyncio.create_task(idle(), name="g2"))
+            await asyncio.gather(asyncio.create_task(idle(), name="g1"), inner)
+
+        async def owner() -> None:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(idle(), name="m1")
+                group.create_task(idle(), name="m2")
+
+        waiting = [
+            asyncio.create_task(coro, name=name)
+            for coro, name in ((boss(), "boss"), (gatherer(), "gatherer"), (owner(), "owner"))
+        ]
+        await asyncio.sleep(0.01)
+        rows.update((row.name, row) for row in aloop.inspect.snapshot(loop))
+        gate.set()
+        await asyncio.gather(*waiting)
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert rows["boss"].waits_on == ("worker",) and rows["worker"].awaited_by == ("boss",)
+    assert rows["gatherer"].waits_on == ("g1", "g2")  # the nested gather's too
+    assert rows["g2"].awaited_by == ("gatherer",)
+    assert sorted(rows["owner"].waits_on) == ["m1", "m2"]  # leaving its TaskGroup
+    assert rows["m1"].awaited_by == ("owner",) and rows["m2"].awaited_by == ("owner",)
+    assert rows["worker"].waits_on == () and rows["boss"].awaited_by == ()
+
+
 def test_ended_tasks_say_how_and_who_cancelled() -> None:
     loop = aloop.new_event_loop()
     tracker = aloop.inspect.track(loop)
@@ -138,6 +179,37 @@ def test_tracking_costs_nothing_when_off() -> None:
     aloop.inspect.track(loop)
     assert loop._instruments is not None
     assert aloop.inspect.track(loop) is aloop.inspect.track(loop)
+    loop.close()
+
+
+def test_untrack_and_monitor_stop_take_every_hook_off(tmp_path: Path) -> None:
+    from aloop.tooling.monitor import Monitor
+
+    loop = aloop.new_event_loop()
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        pass
+
+    loop.set_exception_handler(handler)
+    aloop.inspect.track(loop, detail=True)
+    assert loop._instruments is not None and loop._recorder is not None
+    assert loop.get_exception_handler() is not handler
+    aloop.inspect.untrack(loop)
+    assert loop._instruments is None and loop._recorder is None
+    assert loop.get_exception_handler() is handler
+    aloop.inspect.untrack(loop)  # nothing left to take off
+    tracker = aloop.inspect.track(loop)  # and on again, afresh
+    assert tracker is aloop.inspect.track(loop)
+    aloop.inspect.untrack(loop)
+
+    monitor = Monitor(loop, path=str(tmp_path / "m.sock"), detail=True).start()
+    assert loop._recorder is not None and loop._measure_idle
+    monitor.stop()
+    assert loop._instruments is None and loop._recorder is None and not loop._measure_idle
+    # A tracker the monitor found attached is the user's: it stays.
+    tracker = aloop.inspect.track(loop)
+    Monitor(loop, path=str(tmp_path / "m.sock")).start().stop()
+    assert getattr(loop, "_aloop_task_tracker", None) is tracker
     loop.close()
 
 

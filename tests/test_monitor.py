@@ -26,6 +26,9 @@ def test_ps_lists_every_task_with_state_and_wait(program: Program) -> None:
         assert name in out
     worker_line = next(line for line in out.splitlines() if "worker-1" in line)
     assert "waiting" in worker_line and "sleep until" in worker_line and "parent" in worker_line
+    # monitor=True counts no steps: the table says so rather than show zeros.
+    assert request(program.pid, {"cmd": "ps"})["counted"] is False
+    assert "not counted" in " ".join(out.split())
 
 
 def test_pstree_nests_children_under_parents(program: Program) -> None:

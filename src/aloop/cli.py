@@ -39,13 +39,16 @@ def tasks_table(reply: dict[str, Any]) -> Any:
     table = Table(title=title)
     for column in ("task", "state", "awaits", "steps", "cpu ms", "age s", "parent"):
         table.add_column(column, overflow="fold")
+    counted = reply.get("counted", True)
+    if not counted:
+        table.caption = "steps and cpu ms: not counted (start the monitor with detail=True)"
     for row in reply["tasks"]:
         table.add_row(
             escape(row["name"]),
             row["state"],
             escape(row["awaiting"]),
-            str(row["steps"]),
-            f"{row['cpu'] * 1000:.1f}",
+            str(row["steps"]) if counted else "-",
+            f"{row['cpu'] * 1000:.1f}" if counted else "-",
             f"{row['age']:.1f}",
             escape(row["parent"] or ""),
         )

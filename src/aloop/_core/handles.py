@@ -7,6 +7,7 @@ so creating and running one costs far less than the stdlib versions.
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import inspect
 import traceback
@@ -22,12 +23,22 @@ if TYPE_CHECKING:
 _copy_context: Final = contextvars.copy_context
 # The unbound method: calling it skips looking "run" up on every call.
 _context_run: Final = contextvars.Context.run
+# ``getattr(obj, name, default)`` compiled by mypyc raises and then clears an
+# AttributeError when ``name`` is missing: some 3,000 instructions, paid for
+# every plain-function callback a recorder or hook asks for its ``__self__``.
+# The builtin, called as an object, looks the name up without raising.
+lookup: Final[Callable[[object, str, object], Any]] = builtins.getattr
 StackSummary = traceback.StackSummary
 
 # 3.13 shows a callback's arguments in reprs only in debug mode.
 _ARGS_ONLY_IN_DEBUG: Final = (
     "debug" in inspect.signature(format_helpers._format_callback_source).parameters
 )
+
+
+def owner_of(callback: object) -> Any:
+    """The object a callback is bound to (a task, for a task's step), else None."""
+    return lookup(callback, "__self__", None)
 
 
 def describe_callback(callback: object, args: tuple[Any, ...] | None, debug: bool) -> str:

@@ -4,17 +4,21 @@ The scheduler calls the functions here directly (no instrument hooks, no
 Python-level call per event) while ``loop._recorder`` is not None. The
 recorder does two independent jobs, each switched on by its clients:
 
-- *tracing*: a ring of compact records, three preallocated lists written at
-  one index that wraps: ``codes`` (``payload * 16 + kind``), ``stamps``
-  (``time.perf_counter()``) and ``objs`` (a string or float, only for the
-  kinds that carry one). A record is a boundary or an instant; a task step or
-  callback starts at its record and ends at the next boundary (the next
-  callback, an I/O wait, the loop stopping), so each callback costs at most
-  one clock read (``None`` in ``stamps`` when timed with its group, see
-  GROUP), and an I/O wait's end shares the next record's reading. Tasks
-  are recorded by ``id()``, never by reference: the ring keeps no task
-  alive. Codes are floats (exact below 2**53, and ids times 16 stay far
-  below), boxed once per task or kind and stored as they are.
+- *tracing*: a ring of compact records, two preallocated lists written at
+  one index that wraps: ``codes`` and ``objs`` (a string, float or tuple,
+  only for the kinds that carry one). A code is an int (``payload * 16 +
+  kind``), boxed once per task or kind and stored as it is; or a float, a
+  clock reading (``time.perf_counter()``) that times the record after it;
+  or, for a task step, the step's ``contextvars.Context`` (see *by context*
+  below). A record is a boundary or an instant; a task step or callback
+  starts at its record and ends at the next boundary (the next callback, an
+  I/O wait, the loop stopping), so each callback costs at most one clock
+  read (none when timed with its group, see GROUP), and an I/O wait's end
+  shares the next record's reading. A reading is a record of its own, not a
+  slot beside every record: most steps have none, and a slot written per
+  step, even with None, cost about 3 points of overhead on ``sleep(0)``
+  switching (of 13 then). Tasks are
+  recorded by ``id()``, never by reference: the ring keeps no task alive.
   ``aloop.tooling.trace`` turns a window of the ring into Chrome trace JSON
   when asked.
 - *counting*: each task's steps, time in steps and longest step, in its
@@ -34,6 +38,17 @@ repr while the task is pending). A step is then a type check and a lookup
 by identity. A Context shared by two live tasks is not filed: their steps
 take the slow way, through ``__self__``.
 
+*By context*: when only a trace records (no counting, no shared Context),
+even that lookup is skipped. Its reads of the tables and of the task's
+``TaskStats``, at random places in memory, cost more than the rest of a
+step's bookkeeping once a thousand tasks' working set has left the CPU's
+cache. The step's record holds the Context the step runs in, and the trace
+finds the task when it is read (``aloop.tooling.trace``): spawn and exit
+records carry the task's Context, and the live tasks give theirs. So that
+every task is known there, tasks alive when a trace starts are registered
+then (``register_tasks``). One cost: the ring holds those Contexts (and the
+values of their context variables) until it wraps over them or stops.
+
 Clients attach through ``loop.add_instrument(client)`` when they have an
 ``_aloop_record(loop, recorder)`` method (and ``_aloop_unrecord``); see
 ``attach``/``detach``. Only the loop's thread writes; other threads read the
@@ -44,14 +59,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from mypy_extensions import i64
 
-from aloop._core.handles import Handle, describe_callback, run_handle
+from aloop._core.handles import Handle, describe_callback, lookup, owner_of, run_handle
 
 if TYPE_CHECKING:
     from aloop._core.scheduler import BaseLoop
@@ -60,7 +76,9 @@ if TYPE_CHECKING:
 # it is, not unboxed and boxed again.
 _clock: Final[Callable[[], object]] = time.perf_counter
 # The C Task, and the pure-Python one asyncio falls back to (not a subclass).
-_TASK_TYPES: Final = (asyncio.Task, asyncio.tasks._PyTask)  # type: ignore[attr-defined]
+_PyTask: Final = asyncio.tasks._PyTask  # type: ignore[attr-defined]
+_TASK_TYPES: Final = (asyncio.Task, _PyTask)
+_HAS_GET_CONTEXT: Final = hasattr(asyncio.Task, "get_context")  # 3.12+
 _Future: Final = asyncio.Future
 _Method: Final = MethodType
 # A C task's steps run as a TaskStepMethWrapper (scheduled by the task) or as
@@ -77,22 +95,26 @@ K_CALLBACK: Final = 1  # another callback starts; obj: its description
 K_IDLE: Final = 2  # the loop stopped: nothing runs
 K_WAIT: Final = 3  # an I/O wait starts; obj: the timeout
 K_WAKE: Final = 4  # the I/O wait ended; payload: the event count
-K_SPAWN: Final = 5  # instant: a task was made; payload: id(task); obj: its name
+K_SPAWN: Final = 5  # instant: a task was made; payload: id(task); obj: its Context
 K_FINISHED: Final = 6  # instant and boundary, from the task's done callback
-K_FAILED: Final = 7  # (these three: payload id(task), obj its final name)
+K_FAILED: Final = 7  # (these three: payload id(task), obj (its final name, its Context))
 K_CANCELLED: Final = 8
 KIND_BITS: Final = 16
 # The codes of the kinds with no payload, boxed once (a record stores the
 # object as it is).
-_CODE_CALLBACK: Final[object] = float(K_CALLBACK)
-_CODE_IDLE: Final[object] = float(K_IDLE)
-_CODE_WAIT: Final[object] = float(K_WAIT)
+_CODE_CALLBACK: Final[object] = K_CALLBACK
+_CODE_IDLE: Final[object] = K_IDLE
+_CODE_WAIT: Final[object] = K_WAIT
 
 # Timing in groups: while callbacks average under BURST seconds each, the
 # clock is read once per GROUP callbacks and the time between two readings is
 # split evenly among the callbacks it covers. In this VM a clock read costs as
-# much as a tenth of a sleep(0) task switch.
-GROUP: Final = 8
+# much as a tenth of a sleep(0) task switch, and with its record in the ring
+# a reading per 8 callbacks cost a trace about 1.5 points more than one per 16
+# on sleep(0) switching. The price: a callback that blocks inside a group has
+# its time shared with up to 15 others (marked estimated in a trace); the
+# callbacks after it are timed alone until they are short again.
+GROUP: Final = 16
 BURST: Final = 5e-6
 
 # Plain callbacks are described once per function, not per call.
@@ -108,7 +130,7 @@ class TaskStats:
         self.seconds = 0.0
         self.longest = 0.0
         # A K_STEP record's code, made once: a step stores it as it is.
-        self.code: object = float(key) * KIND_BITS + K_STEP
+        self.code: object = key * KIND_BITS + K_STEP
         self.context: object = None  # the task's Context, once filed by it
 
 
@@ -239,7 +261,6 @@ class Recorder:
         self.tracing = False
         self.capacity: i64 = 0
         self.codes: list[object] = []
-        self.stamps: list[object] = []
         self.objs: list[object] = []
         self.index: i64 = 0  # the slot the next record goes to
         self.woke = -1  # events of an I/O wait that ended, not yet recorded
@@ -255,6 +276,9 @@ class Recorder:
         self.burst = BURST  # (an attribute so that a profile can force groups)
         # Counting: the task steps among the ``run`` callbacks, and every task's stats.
         self.counting = False
+        # Steps recorded by Context (see the module doc): tracing, no
+        # counting, no shared Context. Kept by ``_update_mode``.
+        self.by_context = False
         self.members: list[TaskStats | None] = [None] * GROUP
         # Registered tasks: id(task) -> TaskStats, and id(context) -> the same.
         self.stats = StatsTable()
@@ -271,43 +295,49 @@ class Recorder:
     def start_ring(self, capacity: int) -> int:
         """Make the ring hold at least ``capacity`` records; the next record's number."""
         if capacity > self.capacity:
-            codes, stamps, objs = self.window(self.total - self.capacity, self.total)
+            codes, objs = self.window(self.total - self.capacity, self.total)
             filled = len(codes)
             pad = capacity - filled
             self.codes = codes + [_CODE_IDLE] * pad
-            self.stamps = stamps + [0.0] * pad
             self.objs = objs + [None] * pad
             self.capacity = capacity
             self.index = filled % capacity
         self.tracing = True
+        _update_mode(self)
         return self.total
 
     def stop_ring(self) -> None:
         self.tracing = False
+        _update_mode(self)
         self.codes = []
-        self.stamps = []
         self.objs = []
         self.capacity = 0
         self.index = 0
 
-    def window(self, first: int, stop: int) -> tuple[list[object], list[object], list[object]]:
+    def window(self, first: int, stop: int) -> tuple[list[object], list[object]]:
         """Copies of records ``first`` to ``stop - 1`` still in the ring, oldest first."""
         total = self.total
         first = max(first, total - self.capacity, 0)
         if stop > total:
             stop = total
         if first >= stop:
-            return [], [], []
+            return [], []
         cap = self.capacity
         start = (self.index - (total - first)) % cap
         end = (self.index - (total - stop)) % cap
         if start < end:
-            return self.codes[start:end], self.stamps[start:end], self.objs[start:end]
-        return (
-            self.codes[start:] + self.codes[:end],
-            self.stamps[start:] + self.stamps[:end],
-            self.objs[start:] + self.objs[:end],
-        )
+            return self.codes[start:end], self.objs[start:end]
+        return self.codes[start:] + self.codes[:end], self.objs[start:] + self.objs[:end]
+
+
+def set_counting(rec: Recorder, on: bool) -> None:
+    """Start or stop counting steps per task."""
+    rec.counting = on
+    _update_mode(rec)
+
+
+def _update_mode(rec: Recorder) -> None:
+    rec.by_context = rec.tracing and not rec.counting and not rec.shared
 
 
 def attach(loop: BaseLoop, recorder: Recorder | None, client: object) -> Recorder:
@@ -334,16 +364,22 @@ def _put(rec: Recorder, code: object, stamp: object, obj: object) -> None:
 
 
 def _put_step(rec: Recorder, code: object, stamp: object) -> None:
-    """Write a record, leaving its slot in ``objs`` as it was (a step, the hot case).
+    """Write a record after its clock reading (if not None), leaving its slot
+    in ``objs`` as it was (a step, the hot case).
 
     Only the kinds that carry an object read ``objs``; what a step leaves
-    there is an older record's string or float, kept until overwritten.
+    there is an older record's object, kept until overwritten.
     """
     if rec.woke >= 0:
         _put_wake(rec, stamp)
+    if stamp is not None:
+        _write(rec, stamp)
+    _write(rec, code)
+
+
+def _write(rec: Recorder, code: object) -> None:
     i = rec.index
     rec.codes[i] = code
-    rec.stamps[i] = stamp
     i += 1
     if i == rec.capacity:
         i = 0
@@ -363,7 +399,12 @@ def begin(rec: Recorder, handle: Handle) -> None:
         rec.run = 1
     stats: TaskStats | None = None
     kind = type(handle._callback)
-    if kind is rec.step_type or kind is _BUILTIN:
+    if kind is rec.step_type:
+        if rec.by_context:
+            _put_step(rec, handle._context, now)
+            return
+        stats = _filed(rec.contexts, handle._context)
+    elif kind is _BUILTIN:  # perhaps a task's wakeup, perhaps another builtin
         stats = _filed(rec.contexts, handle._context)
     if stats is None:
         stats = _begin_other(rec, handle, now)
@@ -430,7 +471,7 @@ def _begin_other(rec: Recorder, handle: Handle, now: object) -> TaskStats | None
     callback = handle._callback
     if callback is _task_exited:
         return None  # its exit record is the boundary
-    owner = getattr(callback, "__self__", None)
+    owner = owner_of(callback)
     if not isinstance(owner, _TASK_TYPES) or not _is_step(callback):
         if rec.tracing:
             described = _describe(rec, handle)
@@ -472,12 +513,13 @@ def _file_context(rec: Recorder, stats: TaskStats, context: object) -> None:
     """File ``stats`` by its task's context, unless another live task shares it."""
     key = id(context)
     stats.context = context
-    shared = rec.shared.get(key)
+    shared = rec.shared.get(key) if rec.shared else None  # (an id boxed per lookup)
     if shared is not None:
         rec.shared[key] = shared + 1
         return
     if rec.contexts.pop(context) is not None:
         rec.shared[key] = 2  # the task filed there and this one: neither is, now
+        _update_mode(rec)
         return
     rec.contexts.put(context, stats)
 
@@ -491,15 +533,16 @@ def _task_exited(task: Any) -> None:
     stats = rec.stats.pop(key)
     if stats is None:
         return  # registered with a recorder since replaced
+    context = stats.context
     _unfile_context(rec, stats)
     if rec.tracing:
         if task.cancelled():
             kind = K_CANCELLED
-        elif getattr(task, "_exception", None) is not None:
+        elif lookup(task, "_exception", None) is not None:
             kind = K_FAILED
         else:
             kind = K_FINISHED
-        _put(rec, float(key) * KIND_BITS + kind, _clock(), task.get_name())
+        _put(rec, key * KIND_BITS + kind, _clock(), (task.get_name(), context))
     if rec.counting and rec.on_exit is not None:
         rec.on_exit(task, stats)
 
@@ -510,13 +553,14 @@ def _unfile_context(rec: Recorder, stats: TaskStats) -> None:
         return
     stats.context = None
     key = id(context)
-    shared = rec.shared.get(key)
+    shared = rec.shared.get(key) if rec.shared else None
     if shared is None:
         rec.contexts.pop(context)
     elif shared > 1:
         rec.shared[key] = shared - 1
     else:
         del rec.shared[key]
+        _update_mode(rec)
 
 
 def stopped(rec: Recorder) -> None:
@@ -532,16 +576,36 @@ def stopped(rec: Recorder) -> None:
 
 def spawned(rec: Recorder, task: Any, context: object) -> None:
     """``create_task`` made ``task``; ``context`` is the one it was given, if any."""
-    if rec.stats.get(id(task)) is None:
-        get_context = getattr(task, "get_context", None)  # 3.12+
-        if get_context is not None:
-            context = get_context()
-        # On 3.11 a task given no context has a fresh one of its own: its first
-        # step files it. One it was given may be shared: filed now, so that a
-        # second task with it is seen to share it.
-        register(rec, task, context)
+    stats = rec.stats.get(id(task))
+    if stats is None:
+        stats = register(rec, task, task_context(task) if context is None else context)
     if rec.tracing:
-        _put(rec, float(id(task)) * KIND_BITS + K_SPAWN, _clock(), task.get_name())
+        _put(rec, id(task) * KIND_BITS + K_SPAWN, _clock(), stats.context)
+
+
+def register_tasks(rec: Recorder, tasks: Iterable[Any]) -> None:
+    """Register the tasks not yet followed (the live ones, when a trace starts)."""
+    for task in tasks:
+        if rec.stats.get(id(task)) is None:
+            register(rec, task, task_context(task))
+
+
+def task_context(task: Any) -> object:
+    """The ``contextvars.Context`` a task runs its steps in (None if not found)."""
+    if _HAS_GET_CONTEXT:
+        get_context = lookup(task, "get_context", None)
+        if get_context is not None:
+            return get_context()
+    elif isinstance(task, _PyTask):
+        return task._context
+    # 3.11's C Task shows its Context only to the garbage collector: the
+    # first Context among its referents (its done callbacks' come after).
+    # (Not a getattr with a default first: on 3.11 that raises and catches
+    # an AttributeError, most of a microsecond per task.)
+    for ref in gc.get_referents(task):
+        if type(ref) is contextvars.Context:
+            return ref
+    return None
 
 
 def wait_begin(rec: Recorder, timeout: float) -> None:
@@ -564,7 +628,7 @@ def wait_end(rec: Recorder, events: int) -> None:
 def _put_wake(rec: Recorder, stamp: object) -> None:
     events = rec.woke
     rec.woke = -1
-    _put(rec, float(events * KIND_BITS + K_WAKE), stamp, None)
+    _put(rec, events * KIND_BITS + K_WAKE, stamp, None)
 
 
 def woken(rec: Recorder, callback: object, args: tuple[Any, ...]) -> None:
@@ -572,7 +636,7 @@ def woken(rec: Recorder, callback: object, args: tuple[Any, ...]) -> None:
     on_cancel = rec.on_cancel
     if on_cancel is None:
         return
-    owner = getattr(callback, "__self__", None)
+    owner = owner_of(callback)
     if isinstance(owner, _TASK_TYPES):
         fut = args[0]
         if isinstance(fut, _Future) and fut.cancelled():
@@ -595,8 +659,8 @@ def run_ready(loop: BaseLoop, rec: Recorder, ntodo: int) -> None:
 
 def _describe(rec: Recorder, handle: Handle) -> str:
     callback = handle._callback
-    func = getattr(callback, "__func__", callback)
-    key = getattr(func, "__code__", func)
+    func = lookup(callback, "__func__", callback)
+    key = lookup(func, "__code__", func)
     known = rec.descriptions.get(id(key))
     if known is not None and known[0] is key:
         return known[1]

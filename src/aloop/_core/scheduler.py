@@ -31,7 +31,7 @@ from aloop._core import debug, errors
 from aloop._core.clock import VirtualClock
 from aloop._core.deadlock import VirtualTimeDeadlock, describe_deadlock
 from aloop._core.fdtable import FdTable, fileobj_to_fd
-from aloop._core.handles import Handle, TimerHandle, run_handle
+from aloop._core.handles import Handle, TimerHandle, owner_of, run_handle
 from aloop._core.hooks import Instruments
 from aloop._core.recorder import (
     Recorder,
@@ -422,7 +422,7 @@ class BaseLoop:
             task = None
             if instruments is not None:
                 if instruments.task_steps:
-                    owner = getattr(handle._callback, "__self__", None)
+                    owner = owner_of(handle._callback)
                     if isinstance(owner, _Task):
                         task = owner
                         instruments.call("before_task_step", task)
@@ -561,7 +561,7 @@ def _new_handle(
 
 def _note_scheduled(instruments: Instruments, callback: object) -> None:
     """Report a task step being queued (``task_scheduled``)."""
-    owner = getattr(callback, "__self__", None)
+    owner = owner_of(callback)
     if isinstance(owner, _Task):
         instruments.scheduled(owner)
 

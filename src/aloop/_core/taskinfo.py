@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["awaiting", "suspension_stack", "task_outcome"]
+__all__ = ["awaited_tasks", "awaiting", "suspension_stack", "task_outcome"]
 
 
 def task_outcome(task: asyncio.Future[Any]) -> str:
@@ -83,3 +83,41 @@ def awaiting(task: asyncio.Task[Any], loop: Any = None) -> str:
     if io is not None:
         return f"I/O: {io}"
     return repr(waiter)
+
+
+def awaited_tasks(task: asyncio.Task[Any]) -> list[asyncio.Task[Any]]:
+    """The tasks ``task`` waits on right now: the one it awaits, a gather's
+    (nested gathers included), or the pending tasks of a ``TaskGroup`` it is
+    leaving (its owner waits on a plain future of the group's)."""
+    found: list[asyncio.Task[Any]] = []
+    if task.done():
+        return found
+    waiter = getattr(task, "_fut_waiter", None)
+    if waiter is not None:
+        _tasks_behind(waiter, found)
+    for group in _groups_being_left(task):
+        found.extend(member for member in getattr(group, "_tasks", ()) if not member.done())
+    unique: dict[int, asyncio.Task[Any]] = {id(fut): fut for fut in found}
+    return list(unique.values())
+
+
+def _tasks_behind(future: Any, found: list[asyncio.Task[Any]]) -> None:
+    if isinstance(future, asyncio.Task):
+        found.append(future)
+        return
+    for child in getattr(future, "_children", None) or ():  # a gather
+        _tasks_behind(child, found)
+
+
+def _groups_being_left(task: asyncio.Task[Any]) -> list[Any]:
+    """The TaskGroups whose ``__aexit__`` is in the task's await chain."""
+    groups = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None and frame.f_code.co_name == "__aexit__":
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, asyncio.TaskGroup):
+                groups.append(owner)
+        coro = getattr(coro, "cr_await", None)
+    return groups

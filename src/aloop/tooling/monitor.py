@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from aloop.tooling.stats import LoopStats
-from aloop.tooling.tasks import snapshot, track
+from aloop.tooling.tasks import snapshot, track, untrack
 from aloop.tooling.trace import Trace
 from aloop.tooling.watchdog import Watchdog
 
@@ -73,6 +73,9 @@ class Monitor:
         """``detail``: also count each task's steps and time in them (compiled, per step)."""
         self._loop = loop
         self.path = path or socket_path(os.getpid())
+        # What this monitor turns on, it turns off at ``stop``.
+        self._owns_tracker = getattr(loop, "_aloop_task_tracker", None) is None
+        self._measured_idle = loop._measure_idle
         self.tracker = track(loop, detail=detail)
         self.stats = LoopStats(loop)
         self.watchdog = Watchdog(loop, block_threshold)
@@ -105,6 +108,17 @@ class Monitor:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
         self.watchdog.stop()
+        loop = self._loop
+        if loop.is_running() and threading.get_ident() != loop._thread_id:
+            loop.call_soon_threadsafe(self._unhook)
+        else:
+            self._unhook()
+
+    def _unhook(self) -> None:
+        """Take this monitor's hooks off the loop (on its thread)."""
+        if self._owns_tracker and getattr(self._loop, "_aloop_task_tracker", None) is self.tracker:
+            untrack(self._loop)
+        self._loop._measure_idle = self._measured_idle
 
     # -- serving (monitor thread) ---------------------------------------------------
 
@@ -163,6 +177,8 @@ class Monitor:
             "tasks": [dataclasses.asdict(row) for row in rows],
             "stats": stats,
             "running": running,
+            # Steps and CPU per task are counted only with detail=True.
+            "counted": self.tracker.detail,
         }
 
     def _cancel(self, name: str) -> dict[str, Any]:

@@ -21,10 +21,18 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from aloop._core.recorder import Recorder, StatsTable, TaskStats
-from aloop._core.taskinfo import awaiting, suspension_stack, task_outcome
+from aloop._core.recorder import Recorder, StatsTable, TaskStats, set_counting
+from aloop._core.taskinfo import awaited_tasks, awaiting, suspension_stack, task_outcome
 
-__all__ = ["TaskInfo", "TaskRecord", "TaskTracker", "format_tree", "snapshot", "track"]
+__all__ = [
+    "TaskInfo",
+    "TaskRecord",
+    "TaskTracker",
+    "format_tree",
+    "snapshot",
+    "track",
+    "untrack",
+]
 
 _SKIPPED_DIRS = (
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))),  # aloop
@@ -79,6 +87,10 @@ class TaskInfo:
     #: split evenly among them). Counted with ``track(loop, detail=True)``.
     cpu: float
     cancelled_by: str | None
+    #: The tasks this one waits on now (a task, a gather's, a TaskGroup's).
+    waits_on: tuple[str, ...] = ()
+    #: The tasks waiting on this one: the awaited-by graph, reversed ``waits_on``.
+    awaited_by: tuple[str, ...] = ()
 
 
 class TaskTracker:
@@ -96,6 +108,8 @@ class TaskTracker:
         self.detail = True
         # id(task) -> the recorder's live TaskStats, while counting.
         self._stats = StatsTable()
+        # The instruments ``track`` attached for it (``untrack`` removes them).
+        self._hooks: list[object] = []
 
     def record(self, task: asyncio.Task[Any]) -> TaskRecord:
         """The task's record, made on first sight for tasks created before tracking."""
@@ -151,13 +165,13 @@ class _StepCounter:
         self._tracker = tracker
 
     def _aloop_record(self, loop: Any, rec: Recorder) -> None:
-        rec.counting = True
+        set_counting(rec, True)
         rec.on_exit = self._tracker._exited
         rec.on_cancel = self._tracker._cancelled
         self._tracker._stats = rec.stats
 
     def _aloop_unrecord(self, loop: Any, rec: Recorder) -> None:
-        rec.counting = False
+        set_counting(rec, False)
         rec.on_exit = None
         rec.on_cancel = None
         rec.members = [None] * len(rec.members)
@@ -199,12 +213,29 @@ def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     if tracker is None:
         tracker = TaskTracker(loop)
         tracker.detail = detail
-        loop.add_instrument(_SpawnHook(tracker))
+        tracker._hooks = [_SpawnHook(tracker)]
         if detail:
-            loop.add_instrument(_StepCounter(tracker))
+            tracker._hooks.append(_StepCounter(tracker))
+        for hook in tracker._hooks:
+            loop.add_instrument(hook)
         loop._aloop_task_tracker = tracker
         loop.set_exception_handler(_Enricher(tracker, loop.get_exception_handler()))
     return tracker
+
+
+def untrack(loop: Any) -> None:
+    """Detach the loop's tracker, if any: no more hooks, the exception handler
+    as it was. Call it on the loop's thread (or while the loop is not running)."""
+    tracker: TaskTracker | None = getattr(loop, "_aloop_task_tracker", None)
+    if tracker is None:
+        return
+    for hook in tracker._hooks:
+        loop.remove_instrument(hook)
+    tracker._hooks = []
+    del loop._aloop_task_tracker
+    handler = loop.get_exception_handler()
+    if isinstance(handler, _Enricher) and handler._tracker is tracker:
+        loop.set_exception_handler(handler._inner)
 
 
 class _Enricher:
@@ -268,9 +299,24 @@ def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
                 steps=stats.steps if stats else rec.steps if rec else 0,
                 cpu=stats.seconds if stats else rec.cpu if rec else 0.0,
                 cancelled_by=rec.cancelled_by if rec else None,
+                waits_on=tuple(awaited.get_name() for awaited in awaited_tasks(task)),
             )
         )
-    return sorted(rows, key=lambda row: row.name)
+    return sorted(_with_awaited_by(rows), key=lambda row: row.name)
+
+
+def _with_awaited_by(rows: list[TaskInfo]) -> list[TaskInfo]:
+    """The rows with ``awaited_by`` filled in from everyone's ``waits_on``."""
+    waiters: dict[str, list[str]] = {}
+    for row in rows:
+        for name in row.waits_on:
+            waiters.setdefault(name, []).append(row.name)
+    return [
+        dataclasses.replace(row, awaited_by=tuple(waiters[row.name]))
+        if row.name in waiters
+        else row
+        for row in rows
+    ]
 
 
 def _ended_row(rec: TaskRecord, now: float) -> TaskInfo:

@@ -2,7 +2,9 @@
 
 One track (``tid``) per task holds its steps, with instant markers for spawn
 and exit; track 0, "event loop", holds the other callbacks and every I/O
-wait. Only the last ``max_events`` records are kept, so a trace can stay on.
+wait. Only the last ``max_events`` records are kept, so a trace can stay on
+(clock readings are records too: about one per 16 events in a burst of short
+callbacks, one per event when each is timed alone).
 Open the file in https://ui.perfetto.dev or chrome://tracing.
 
 Recording is done by the loop's compiled recorder (``aloop._core.recorder``):
@@ -12,6 +14,12 @@ timed in groups: their slices split the group's time evenly and say so in
 ``args["timing"]``. The JSON is built only when asked (``to_json``,
 ``save``). Several traces on one loop share the ring; each sees the records
 made while it was attached.
+
+While nothing else uses the recorder, a task's step is recorded as the
+``contextvars.Context`` it ran in; reading the trace tells which task that
+was (``_resolve``). A task made by ``asyncio.Task(...)`` itself rather than
+``create_task``, and gone before the trace is read, is not known by name:
+its steps get a track of their own named by the Context's id.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import asyncio
 import json
 import os
 import time
-from typing import Any
+from typing import Any, cast
 
 from aloop._core import recorder as _rec
 
@@ -34,15 +42,20 @@ class _Window:
     """A copy of the records a trace saw, taken on the loop's thread when it can be."""
 
     def __init__(self, loop: Any, rec: _rec.Recorder, first: int) -> None:
-        self.codes, self.stamps, self.objs = rec.window(first, rec.total)
+        self.codes, self.stamps, self.objs = _records(*rec.window(first, rec.total))
         self.end = time.perf_counter()
-        self.live: dict[int, str] = {}
+        tasks: list[asyncio.Task[Any]] = []
         for _ in range(10):  # another thread's view of the task set may change under it
             try:
-                self.live = {id(task): task.get_name() for task in asyncio.all_tasks(loop)}
+                tasks = list(asyncio.all_tasks(loop))
                 break
             except RuntimeError:
                 continue
+        self.live = {id(task): task.get_name() for task in tasks}
+        holders: dict[int, list[int]] = {}
+        for task in tasks:
+            holders.setdefault(id(_rec.task_context(task)), []).append(id(task))
+        _resolve(self.codes, self.objs, holders)
 
 
 class Trace:
@@ -67,6 +80,8 @@ class Trace:
         self._recorder = rec
         self._window = None
         self._epoch = time.perf_counter()
+        # Steps may be recorded by Context: every task must be known by one.
+        _rec.register_tasks(rec, asyncio.all_tasks(loop))
         self._first = rec.start_ring(self.max_events)
 
     def _aloop_unrecord(self, loop: Any, rec: _rec.Recorder) -> None:
@@ -112,6 +127,78 @@ class Trace:
         if window is None:
             return names, []
         return names, _events(window, self._epoch, names)
+
+
+def _records(
+    codes: list[object], objs: list[object]
+) -> tuple[list[object], list[object], list[object]]:
+    """The ring's records without its clock readings: codes, the reading that
+    times each record (None: none, timed with its group), objects."""
+    records: list[object] = []
+    stamps: list[object] = []
+    carried: list[object] = []
+    reading: object = None
+    for code, obj in zip(codes, objs, strict=True):
+        if type(code) is float:
+            reading = code
+            continue
+        records.append(code)
+        stamps.append(reading)
+        carried.append(obj)
+        reading = None
+    return records, stamps, carried
+
+
+def _resolve(codes: list[object], objs: list[object], holders: dict[int, list[int]]) -> None:
+    """Make the records plain, in place: a step recorded as a Context becomes
+    its task's step; an exit record's object becomes the task's name, a
+    spawn record's None.
+
+    Walks back from the newest record. ``holders`` maps ``id(context)`` to
+    the tasks running in it: at first the live ones, then, going back, a
+    task's exit record adds it and its spawn record removes it (a Context
+    may pass from a finished task to a new one). The copy then holds no
+    Context, so a kept trace keeps none alive.
+    """
+    unplaced: dict[int, list[int]] = {}  # id(context) -> its steps no record has placed yet
+    for i in range(len(codes) - 1, -1, -1):
+        code = codes[i]
+        if type(code) is not int:  # a step, as its task's Context
+            objs[i] = None
+            keys = holders.get(id(code))
+            if keys:
+                codes[i] = _step(keys[-1])
+            else:
+                unplaced.setdefault(id(code), []).append(i)
+            continue
+        number = code
+        kind = number & (_rec.KIND_BITS - 1)
+        if kind == _rec.K_STEP:
+            objs[i] = None  # a step leaves an older record's object in its slot
+        if kind != _rec.K_SPAWN and kind not in _OUTCOMES:
+            continue
+        if kind == _rec.K_SPAWN:
+            context, objs[i] = objs[i], None  # named at its exit, or as it is now
+        else:
+            objs[i], context = cast(tuple[str, object], objs[i])
+        if context is None:
+            continue
+        key = number >> 4
+        keys = holders.setdefault(id(context), [])
+        if kind == _rec.K_SPAWN:
+            if key in keys:
+                keys.remove(key)
+            for j in unplaced.pop(id(context), ()):  # the newest task spawned with it
+                codes[j] = _step(key)
+        else:
+            keys.append(key)
+    for context_id, indices in unplaced.items():  # see the module doc
+        for j in indices:
+            codes[j] = _step(context_id)
+
+
+def _step(key: int) -> int:
+    return key * _rec.KIND_BITS + _rec.K_STEP
 
 
 def _times(stamps: list[object], end: float) -> list[float]:
@@ -191,12 +278,12 @@ def _events(window: _Window, epoch: float, names: dict[int, str]) -> list[dict[s
         window.codes, window.stamps, window.objs, times, strict=True
     ):
         exact = record_stamp is not None
-        number = int(code)  # type: ignore[call-overload]  # always a float
+        number = cast(int, code)  # every step resolved to its task
         kind = number & (_rec.KIND_BITS - 1)
         key = number >> 4
         if kind == _rec.K_SPAWN:
             tracks.pop(key, None)
-            instant("spawned", track_of(key, str(obj)), stamp)
+            instant("spawned", track_of(key), stamp)
             continue
         if kind == _rec.K_WAKE:
             if span is not None and span[0] == "I/O wait":
