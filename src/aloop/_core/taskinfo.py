@@ -7,6 +7,8 @@ Cold code: it walks coroutine frames and the loop's timers and fd table.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 __all__ = ["awaited_tasks", "awaiting", "suspension_stack", "task_outcome"]
@@ -26,15 +28,21 @@ def task_outcome(task: asyncio.Future[Any]) -> str:
 
 def suspension_stack(task: asyncio.Task[Any]) -> list[str]:
     """``func() at file:line`` for each coroutine in the await chain, outermost first."""
-    places = []
+    return [
+        f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}"
+        for frame in _await_chain(task)
+    ]
+
+
+def _await_chain(task: asyncio.Task[Any]) -> Iterator[FrameType]:
+    """The frames of the coroutines (or generators) in the task's await chain, outermost first."""
     coro: Any = task.get_coro()
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is None:
-            break
-        places.append(f"{frame.f_code.co_name}() at {frame.f_code.co_filename}:{frame.f_lineno}")
+            return
+        yield frame
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return places
 
 
 def _timer_for(loop: Any, future: Any) -> Any:
@@ -112,12 +120,9 @@ def _tasks_behind(future: Any, found: list[asyncio.Task[Any]]) -> None:
 def _groups_being_left(task: asyncio.Task[Any]) -> list[Any]:
     """The TaskGroups whose ``__aexit__`` is in the task's await chain."""
     groups = []
-    coro: Any = task.get_coro()
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None)
-        if frame is not None and frame.f_code.co_name == "__aexit__":
+    for frame in _await_chain(task):
+        if frame.f_code.co_name == "__aexit__":
             owner = frame.f_locals.get("self")
             if isinstance(owner, asyncio.TaskGroup):
                 groups.append(owner)
-        coro = getattr(coro, "cr_await", None)
     return groups
