@@ -26,6 +26,9 @@ COMPILED_MODULES = (
     "aloop._core.recorder",
     "aloop._core.clock",
     "aloop._core.scheduler",
+    "aloop._transports.sockcore",
+    "aloop._transports.streamcore",
+    "aloop._transports.dgramcore",
 )
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -12,10 +12,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-__all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "call_protocol"]
+__all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "call_protocol", "check_write_limits"]
 
 # asyncio's defaults: 64 KiB high, a quarter of that low.
 DEFAULT_HIGH_WATER = 64 * 1024
+
+
+def check_write_limits(high: int | None, low: int | None) -> tuple[int, int]:
+    """asyncio's (high, low) write-buffer limits from what the user gave."""
+    if high is None:
+        high = DEFAULT_HIGH_WATER if low is None else 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+    return high, low
 
 
 def call_protocol(
@@ -71,18 +82,8 @@ class WriteFlowControl(asyncio.Transport):
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low_water, self._high_water)
 
-    def _set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
-
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        self._set_write_buffer_limits(high=high, low=low)
+        self._high_water, self._low_water = check_write_limits(high, low)
         self._maybe_pause_protocol()
 
     def get_write_buffer_size(self) -> int:

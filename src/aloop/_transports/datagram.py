@@ -1,14 +1,13 @@
 """Datagram endpoints: UDP and Unix datagram sockets under a DatagramProtocol.
 
-Each datagram is received with ``recvfrom_into`` into one buffer the
-transport reuses, then copied out at its own size: a 256 KiB ``recvfrom``
-per datagram (asyncio's way) would hit the allocator's mmap path every time.
+``DatagramTransport`` is the ``asyncio.DatagramTransport`` the protocol
+holds; receiving and sending happen in its compiled core,
+``dgramcore.DatagramCore``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import socket
 import stat
@@ -17,20 +16,18 @@ from collections.abc import Callable
 from typing import Any
 
 from aloop._transports import dns
+from aloop._transports.dgramcore import DatagramCore
 from aloop._transports.server import set_reuseport
-from aloop._transports.sockbase import BYTES_LIKE, WOULD_BLOCK, SocketTransport, logger
+from aloop._transports.sockbase import SocketTransport, logger, socket_extra
 
 __all__ = ["DatagramTransport", "create_datagram_endpoint"]
-
-# Big enough for any UDP datagram and for the usual Unix datagram limits.
-MAX_DATAGRAM = 256 * 1024
-# 3.13 counts a per-datagram header in the write buffer size.
-_HEADER_SIZE = 8 if sys.version_info >= (3, 13) else 0
-_DROP_EMPTY = sys.version_info < (3, 13)
 
 
 class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
     """``asyncio.DatagramTransport`` over a non-blocking datagram socket."""
+
+    _HOT = (*SocketTransport._HOT, ("sendto", "sendto"))
+    _core: DatagramCore
 
     def __init__(
         self,
@@ -41,108 +38,14 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        self._address = address
-        self._buffer: collections.deque[tuple[bytes, Any]] = collections.deque()
-        self._buffer_size = 0
-        self._recv_buffer: bytearray | None = None
-        super().__init__(loop, sock, protocol, extra)
-        self._start(waiter)
+        super().__init__(socket_extra(sock, extra))
+        connected = bool(self.get_extra_info("peername"))
+        self._attach_core(DatagramCore(loop, sock, protocol, address, connected), waiter)
 
-    def get_write_buffer_size(self) -> int:
-        return self._buffer_size
-
-    def _has_buffered(self) -> bool:
-        return bool(self._buffer)
-
-    def _drop_buffer(self) -> None:
-        self._buffer.clear()
-        self._buffer_size = 0
-
-    def _read_ready(self) -> None:
-        if self._conn_lost:
-            return
-        buf = self._recv_buffer
-        if buf is None:
-            buf = self._recv_buffer = bytearray(MAX_DATAGRAM)
-        assert self._sock is not None
-        try:
-            nbytes, addr = self._sock.recvfrom_into(buf)
-        except WOULD_BLOCK:
-            return
-        except OSError as exc:
-            self._protocol.error_received(exc)
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on datagram transport")
-            return
-        self._protocol.datagram_received(bytes(memoryview(buf)[:nbytes]), addr)
-
+    # Each instance calls its core's sendto directly (see sockbase); this serves
+    # calls through the class.
     def sendto(self, data: Any, addr: Any = None) -> None:
-        if not isinstance(data, BYTES_LIKE):
-            raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
-            )
-        if _DROP_EMPTY and not data:
-            return
-        if self._address:
-            if addr not in (None, self._address):
-                raise ValueError(f"Invalid address: must be None or {self._address}")
-            addr = self._address
-        if self._conn_lost and self._address:
-            self._note_lost_write()
-            return
-        if not self._buffer:
-            try:
-                self._send(data, addr)
-                return
-            except WOULD_BLOCK:
-                self._loop._add_writer(self._sock_fd, self._write_ready)
-            except OSError as exc:
-                self._protocol.error_received(exc)
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on datagram transport")
-                return
-        # Copied: the caller may reuse a mutable buffer once we return.
-        self._buffer.append((bytes(data), addr))
-        self._buffer_size += len(data) + _HEADER_SIZE
-        self._maybe_pause_protocol()
-
-    def _send(self, data: Any, addr: Any) -> None:
-        assert self._sock is not None
-        if self.get_extra_info("peername"):
-            self._sock.send(data)
-        else:
-            self._sock.sendto(data, addr)
-
-    def _write_ready(self) -> None:
-        while self._buffer:
-            data, addr = self._buffer[0]
-            try:
-                self._send(data, addr)
-            except WOULD_BLOCK:
-                break
-            except OSError as exc:
-                self._buffer.popleft()
-                self._buffer_size -= len(data) + _HEADER_SIZE
-                self._protocol.error_received(exc)
-                return
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on datagram transport")
-                return
-            self._buffer.popleft()
-            self._buffer_size -= len(data) + _HEADER_SIZE
-        self._maybe_resume_protocol()  # may send more
-        if not self._buffer:
-            self._loop._remove_writer(self._sock_fd)
-            if self._closing:
-                self._call_connection_lost(None)
+        self._core.sendto(data, addr)
 
 
 # -- create_datagram_endpoint ---------------------------------------------------------

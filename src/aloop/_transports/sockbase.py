@@ -1,31 +1,32 @@
-"""What socket transports share: extra info, the fd registry, reading on/off, closing.
+"""The Python face of a socket transport: what the protocol holds, in front of a native core.
 
-``SocketTransport`` holds one non-blocking socket for a protocol. Closing is
-asyncio's: ``close()`` lets buffered data drain first, ``abort()`` and fatal
-errors drop it; either way ``connection_lost()`` is called once, on a later
-iteration, and only then is the socket closed.
+``SocketTransport`` is the base of ``StreamTransport`` and of
+``DatagramTransport`` (also an ``asyncio.DatagramTransport``). It owns a
+``sockcore.SocketCore``, which holds the state and does the work; each method
+here forwards to it. The hot methods (``write``, ``sendto``, ...) are bound
+straight to the core's on each instance, so a protocol's
+``transport.write(data)`` goes from its own code into compiled code without a
+Python frame in between.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import socket
 import warnings
 from asyncio import trsock
 from collections.abc import Callable
 from typing import Any
 
-from aloop._transports.base import WriteFlowControl
+from aloop._transports.sockcore import BYTES_LIKE, WOULD_BLOCK, SocketCore, logger
 
-__all__ = ["SocketTransport", "logger", "set_result_unless_cancelled", "socket_extra"]
-
-logger = logging.getLogger("asyncio")
-
-# asyncio logs writes to a lost connection from the fifth one on.
-CONNLOST_WARN_AFTER = 5
-WOULD_BLOCK = (BlockingIOError, InterruptedError)
-BYTES_LIKE = (bytes, bytearray, memoryview)
+__all__ = [
+    "BYTES_LIKE",
+    "WOULD_BLOCK",
+    "SocketTransport",
+    "logger",
+    "set_result_unless_cancelled",
+    "socket_extra",
+]
 
 
 def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
@@ -33,7 +34,7 @@ def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
         fut.set_result(result)
 
 
-def socket_extra(sock: socket.socket, extra: dict[str, Any] | None) -> dict[str, Any]:
+def socket_extra(sock: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
     """asyncio's extra info for a socket transport: socket, sockname, peername."""
     info = dict(extra) if extra else {}
     info["socket"] = trsock.TransportSocket(sock)
@@ -49,164 +50,118 @@ def socket_extra(sock: socket.socket, extra: dict[str, Any] | None) -> dict[str,
     return info
 
 
-class SocketTransport(WriteFlowControl):
-    """Lifecycle of a transport over one socket; subclasses read and write."""
+class SocketTransport(asyncio.Transport):
+    """Forwards a transport's calls to its core; subclasses make the core.
 
-    # Class defaults, so __del__ of a half-built transport finds them.
-    _sock: socket.socket | None = None
-    _server: Any = None
+    An ``asyncio.Transport`` even for datagrams, as asyncio's own are.
 
-    def __init__(
-        self,
-        loop: Any,
-        sock: socket.socket,
-        protocol: asyncio.BaseProtocol,
-        extra: dict[str, Any] | None = None,
-        server: Any = None,
-    ) -> None:
-        super().__init__(socket_extra(sock, extra))
-        self._loop = loop
-        self._sock: socket.socket | None = sock
-        self._sock_fd = sock.fileno()
-        self._protocol = protocol
-        self.set_protocol(protocol)
-        self._server = server
-        self._conn_lost = 0
-        self._closing = False
-        self._paused = False
-        if server is not None:
-            server._attach(self)
-        loop._attach_transport(self._sock_fd, self)
+    ``_loop`` stays a plain attribute (TLS and sendfile read it); ``_sock``,
+    ``_sock_fd`` and ``_protocol`` read the core's.
+    """
 
-    def _start(self, waiter: asyncio.Future[Any] | None) -> None:
-        """connection_made(), then reading, then the waiter, each on the next iteration."""
-        self._loop.call_soon(self._protocol.connection_made, self)
-        self._loop.call_soon(self._start_reading)
+    _core: SocketCore
+    # The core's methods bound on each instance (see the module docstring), as
+    # (name here, name on the core).
+    _HOT: tuple[tuple[str, str], ...] = (
+        ("is_closing", "is_closing"),
+        ("pause_reading", "pause_reading"),
+        ("resume_reading", "resume_reading"),
+        ("get_write_buffer_size", "buffer_size"),
+    )
+
+    def _attach_core(self, core: SocketCore, waiter: asyncio.Future[Any] | None) -> None:
+        """Adopt ``core``, register with the loop and server, start as asyncio does."""
+        self._core = core
+        self._loop = core.loop
+        core.transport = self
+        for name, core_name in self._HOT:
+            # Instance attributes win over the class's methods (non-data descriptors).
+            self.__dict__[name] = getattr(core, core_name)
+        if core.server is not None:
+            core.server._attach(self)
+        core.loop._attach_transport(core.fd, self)
+        # connection_made(), then reading, then the waiter, each on the next iteration.
+        self._loop.call_soon(core.protocol.connection_made, self)
+        self._loop.call_soon(core.start_reading)
         if waiter is not None:
             self._loop.call_soon(set_result_unless_cancelled, waiter, None)
 
+    @property
+    def _sock(self) -> Any:
+        return self._core.sock
+
+    @property
+    def _sock_fd(self) -> int:
+        return self._core.fd
+
+    @property
+    def _protocol(self) -> Any:
+        return self._core.protocol
+
+    @property
+    def _protocol_paused(self) -> bool:
+        return self._core.protocol_paused
+
     def __repr__(self) -> str:
+        core: SocketCore | None = vars(self).get("_core")  # None while half-built
         parts = [type(self).__name__]
-        if self._sock is None:
+        if core is None or core.sock is None:
             parts.append("closed")
-        elif self._closing:
+        elif core.closing:
             parts.append("closing")
-        parts.append(f"fd={self._sock_fd}")
-        if self._sock is not None and not self._closing:
-            parts.append("read=" + ("polling" if self.is_reading() else "idle"))
-            state = "polling" if self._has_buffered() else "idle"
-            parts.append(f"write=<{state}, bufsize={self.get_write_buffer_size()}>")
+        if core is not None:
+            parts.append(f"fd={core.fd}")
+        if core is not None and core.sock is not None and not core.closing:
+            parts.append("read=" + ("polling" if core.is_reading() else "idle"))
+            state = "polling" if core.has_buffered() else "idle"
+            parts.append(f"write=<{state}, bufsize={core.buffer_size()}>")
         return f"<{' '.join(parts)}>"
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        sock = self._sock
-        if sock is not None:
+        core: SocketCore | None = vars(self).get("_core")  # None if __init__ failed
+        if core is not None and core.sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            sock.close()
-            if self._server is not None:
-                self._server._detach(self)
+            core.sock.close()
+            if core.server is not None:
+                core.server._detach(self)
 
-    def _has_buffered(self) -> bool:
-        return self.get_write_buffer_size() > 0
-
-    def _drop_buffer(self) -> None:
-        """Forget everything waiting to be written (subclasses)."""
-
-    # -- protocol ----------------------------------------------------------------
+    # -- forwarded to the core -----------------------------------------------------------
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
+        self._core.set_protocol(protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[no-any-return]
+        return self._core.protocol  # type: ignore[no-any-return]
 
     def is_closing(self) -> bool:
-        return self._closing
-
-    # -- reading on and off ----------------------------------------------------------
-
-    def _read_ready(self) -> None:
-        raise NotImplementedError
-
-    def _start_reading(self) -> None:
-        if not self._closing and not self._paused:
-            self._loop._add_reader(self._sock_fd, self._read_ready)
+        return self._core.closing
 
     def is_reading(self) -> bool:
-        return not self._closing and not self._paused
+        return self._core.is_reading()
 
     def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._loop._remove_reader(self._sock_fd)
+        self._core.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._loop._add_reader(self._sock_fd, self._read_ready)
+        self._core.resume_reading()
 
-    def _note_lost_write(self) -> None:
-        if self._conn_lost >= CONNLOST_WARN_AFTER:
-            logger.warning("socket.send() raised exception.")
-        self._conn_lost += 1
+    def get_write_buffer_size(self) -> int:
+        return self._core.buffer_size()
 
-    # -- closing -------------------------------------------------------------------
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._core.set_write_buffer_limits(high, low)
 
     def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._loop._remove_reader(self._sock_fd)
-        if not self._has_buffered():
-            self._conn_lost += 1
-            self._loop._remove_writer(self._sock_fd)
-            self._loop.call_soon(self._call_connection_lost, None)
+        self._core.close()
 
     def abort(self) -> None:
-        self._force_close(None)
+        self._core.abort()
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            # Connection errors are the peer's doing, not a bug: log quietly.
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-        self._force_close(exc)
+        self._core.fatal_error(exc, message)
 
     def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._has_buffered():
-            self._drop_buffer()
-            self._loop._remove_writer(self._sock_fd)
-        if not self._closing:
-            self._closing = True
-            self._loop._remove_reader(self._sock_fd)
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            if self._protocol is not None:
-                self._protocol.connection_lost(exc)
-        finally:
-            sock = self._sock
-            if sock is not None:
-                self._loop._detach_transport(self._sock_fd, self)
-                sock.close()
-            self._sock = None
-            self._protocol = None
-            server = self._server
-            if server is not None:
-                server._detach(self)
-                self._server = None
+        self._core.force_close(exc)
