@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 from aloop._core.handles import Handle
@@ -102,7 +101,7 @@ class FdTable:
             # kernel dropped the old registration, so make a new one.
             self._poller.register(fd, new)
 
-    def dispatch(self, fd: int, events: int, ready: deque[Handle]) -> None:
+    def dispatch(self, fd: int, events: int, ready: list[Handle | None]) -> None:
         """Queue the handles that ``events`` on ``fd`` make runnable."""
         entry = self.entries.get(fd)
         if entry is None:

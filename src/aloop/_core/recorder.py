@@ -647,13 +647,18 @@ def run_ready(loop: BaseLoop, rec: Recorder, ntodo: int) -> None:
     """The run step while only the recorder observes (no debug, no hooks)."""
     ready = loop._ready
     handle: Handle | None = None
-    for _ in range(ntodo):
-        handle = ready.popleft()
-        if handle._cancelled:
-            continue
-        begin(rec, handle)
-        run_handle(handle)
-        loop._handles_run += 1
+    done = 0
+    try:
+        while done < ntodo:
+            handle = ready[done]
+            ready[done] = None  # a run handle is let go of at once, as by popleft
+            done += 1
+            if handle is not None and not handle._cancelled:
+                begin(rec, handle)
+                run_handle(handle)
+                loop._handles_run += 1
+    finally:
+        del ready[:done]  # as in scheduler._run_once
     handle = None  # see run_handle: no reference cycles through this frame
 
 

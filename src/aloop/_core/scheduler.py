@@ -21,7 +21,6 @@ import threading
 import time
 import weakref
 from asyncio import coroutines, events
-from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any, Final
 
@@ -84,7 +83,13 @@ class BaseLoop:
         # Counts as closed until fully built, so __del__ leaves a half-built loop alone.
         self._closed = True
         self._stopping = False
-        self._ready: deque[Handle] = deque()
+        # A list, not a deque: mypyc compiles list append and indexing to C,
+        # where each deque method is a generic method call (about 250
+        # instructions). An iteration runs the first N entries in place and
+        # then deletes them; the list object itself is never replaced, so a
+        # call_soon_threadsafe from another thread cannot append to a stale one.
+        # Each slot is set to None as its handle runs (only within the run step).
+        self._ready: list[Handle | None] = []
         self._timers = TimerQueue()
         # asyncio's name for the timer heap; the very same list.
         self._scheduled: list[TimerHandle] = self._timers.heap
@@ -410,37 +415,47 @@ class BaseLoop:
         """The run step with debug timing and instrument hooks."""
         ready = self._ready
         handle: Handle | None = None
+        done = 0
+        try:
+            while done < ntodo:
+                handle = ready[done]
+                ready[done] = None  # a run handle is let go of at once, as by popleft
+                done += 1
+                if handle is not None and not handle._cancelled:
+                    self._run_observed(handle)
+        finally:
+            del ready[:done]
+        handle = None  # see run_handle: no reference cycles through this frame
+
+    def _run_observed(self, handle: Handle | None) -> None:
+        """Run one handle with the recorder, the instrument hooks and debug timing."""
+        assert handle is not None
+        recorder = self._recorder
+        if recorder is not None:
+            begin(recorder, handle)
+        instruments = self._instruments
         task: asyncio.Task[Any] | None = None
-        for _ in range(ntodo):
-            handle = ready.popleft()
-            if handle._cancelled:
-                continue
-            recorder = self._recorder
-            if recorder is not None:
-                begin(recorder, handle)
-            instruments = self._instruments
-            task = None
-            if instruments is not None:
-                if instruments.task_steps:
-                    owner = owner_of(handle._callback)
-                    if isinstance(owner, _Task):
-                        task = owner
-                        instruments.call("before_task_step", task)
-                if instruments.callbacks:
-                    instruments.call("before_callback", handle)
-            if self._debug:
-                self._run_timed(handle)
-            else:
-                run_handle(handle)
-            self._handles_run += 1
-            instruments = self._instruments
-            if instruments is not None:
-                if instruments.callbacks:
-                    instruments.call("after_callback", handle)
-                if task is not None:
-                    instruments.call("after_task_step", task)
-                    if task.done():
-                        instruments.call("task_exited", task)
+        if instruments is not None:
+            if instruments.task_steps:
+                owner = owner_of(handle._callback)
+                if isinstance(owner, _Task):
+                    task = owner
+                    instruments.call("before_task_step", task)
+            if instruments.callbacks:
+                instruments.call("before_callback", handle)
+        if self._debug:
+            self._run_timed(handle)
+        else:
+            run_handle(handle)
+        self._handles_run += 1
+        instruments = self._instruments
+        if instruments is not None:
+            if instruments.callbacks:
+                instruments.call("after_callback", handle)
+            if task is not None:
+                instruments.call("after_task_step", task)
+                if task.done():
+                    instruments.call("task_exited", task)
         handle = None  # see run_handle: no reference cycles through this frame
         task = None
 
@@ -630,11 +645,19 @@ def _run_once(loop: BaseLoop) -> None:
         run_ready(loop, recorder, ntodo)
         return
     handle: Handle | None = None
-    for _ in range(ntodo):
-        handle = ready.popleft()
-        if not handle._cancelled:
-            run_handle(handle)
-            loop._handles_run += 1
+    done = 0
+    try:
+        while done < ntodo:
+            handle = ready[done]
+            ready[done] = None  # a run handle is let go of at once, as by popleft
+            done += 1
+            if handle is not None and not handle._cancelled:
+                run_handle(handle)
+                loop._handles_run += 1
+    finally:
+        # Run handles leave the queue only now (one memmove per iteration);
+        # after an exception (KeyboardInterrupt) the rest stay queued, as in asyncio.
+        del ready[:done]
     handle = None  # see run_handle: no reference cycles through this frame
 
 

@@ -10,7 +10,6 @@ the size of its live timers.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from typing import Final
 
 from aloop._core.handles import Handle, TimerHandle
@@ -70,7 +69,7 @@ class TimerQueue:
         """Deadline of the earliest timer; the heap must not be empty."""
         return self.heap[0]._when
 
-    def pop_due(self, end: float, ready: deque[Handle]) -> None:
+    def pop_due(self, end: float, ready: list[Handle | None]) -> None:
         """Move every live timer due before ``end`` to the ready queue."""
         heap = self.heap
         while heap:
