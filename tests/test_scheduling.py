@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -257,6 +258,48 @@ def test_base_exceptions_propagate_out_of_run_forever(
         loop.run_forever()
     assert not loop.is_running()
     loop.close()
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_callbacks_after_a_base_exception_stay_queued(exc_type: type[BaseException]) -> None:
+    """The callback that raised is gone; those behind it run on the next run_forever."""
+
+    def program(loop: asyncio.AbstractEventLoop, log: list[Any]) -> None:
+        def boom() -> None:
+            log.append("boom")
+            raise exc_type
+
+        for item in ("a", boom, "b", "c"):
+            if callable(item):
+                loop.call_soon(item)
+            else:
+                loop.call_soon(log.append, item)
+        try:
+            loop.run_forever()
+        except exc_type:
+            log.append("raised")
+        loop.call_soon(log.append, "d")
+        loop.call_soon(loop.stop)
+
+    assert same_on_both(program) == ["a", "boom", "raised", "b", "c", "d"]
+
+
+def test_a_run_callback_is_let_go_before_the_next_one_runs() -> None:
+    """No queue keeps a callback (and what it holds) alive once it has run."""
+
+    class Holder:
+        def run(self) -> None:
+            pass
+
+    def program(loop: asyncio.AbstractEventLoop, log: list[Any]) -> None:
+        holder = Holder()
+        ref = weakref.ref(holder)
+        loop.call_soon(holder.run)
+        del holder
+        loop.call_soon(lambda: log.append(ref() is None))
+        loop.call_soon(loop.stop)
+
+    assert same_on_both(program) == [True]
 
 
 def test_bad_input_errors_match_asyncio(loop_factory: LoopFactory) -> None:

@@ -464,3 +464,26 @@ def test_unclosed_transport_warns(loop_factory: LoopFactory) -> None:
         return [str(w.message).split(" ")[0] for w in record]
 
     assert "unclosed" in run(loop_factory, main)
+
+
+def test_transport_methods_called_through_the_class(loop_factory: LoopFactory) -> None:
+    """aloop binds its core's methods on each transport; the class's own work too."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bytes, bool, int, bool]:
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        cls: Any = type(transport)
+        cls.write(transport, b"one ")
+        cls.writelines(transport, [b"two ", memoryview(b"three")])
+        closing = cls.is_closing(transport)
+        size = cls.get_write_buffer_size(transport)
+        transport.close()
+        await asyncio.sleep(0)
+        b.setblocking(False)
+        got = b""
+        while len(got) < 13:
+            got += await loop.sock_recv(b, 100)
+        b.close()
+        return got, closing, size, transport.is_closing()
+
+    assert run(loop_factory, main) == (b"one two three", False, 0, True)
