@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from mypy_extensions import i64
 
-from aloop._core.handles import Handle, describe_callback, lookup, owner_of, run_handle
+from aloop._core.handles import Handle, describe_callback, lookup, owner_of
 
 if TYPE_CHECKING:
     from aloop._core.scheduler import BaseLoop
@@ -641,25 +641,6 @@ def woken(rec: Recorder, callback: object, args: tuple[Any, ...]) -> None:
         fut = args[0]
         if isinstance(fut, _Future) and fut.cancelled():
             on_cancel(owner)
-
-
-def run_ready(loop: BaseLoop, rec: Recorder, ntodo: int) -> None:
-    """The run step while only the recorder observes (no debug, no hooks)."""
-    ready = loop._ready
-    handle: Handle | None = None
-    done = 0
-    try:
-        while done < ntodo:
-            handle = ready[done]
-            ready[done] = None  # a run handle is let go of at once, as by popleft
-            done += 1
-            if handle is not None and not handle._cancelled:
-                begin(rec, handle)
-                run_handle(handle)
-                loop._handles_run += 1
-    finally:
-        del ready[:done]  # as in scheduler._run_once
-    handle = None  # see run_handle: no reference cycles through this frame
 
 
 def _describe(rec: Recorder, handle: Handle) -> str:

@@ -37,7 +37,6 @@ from aloop._core.recorder import (
     attach,
     begin,
     detach,
-    run_ready,
     spawned,
     stopped,
     wait_begin,
@@ -411,54 +410,6 @@ class BaseLoop:
             return
         raise VirtualTimeDeadlock(describe_deadlock(self, clock))
 
-    def _run_ready_observed(self, ntodo: int) -> None:
-        """The run step with debug timing and instrument hooks."""
-        ready = self._ready
-        handle: Handle | None = None
-        done = 0
-        try:
-            while done < ntodo:
-                handle = ready[done]
-                ready[done] = None  # a run handle is let go of at once, as by popleft
-                done += 1
-                if handle is not None and not handle._cancelled:
-                    self._run_observed(handle)
-        finally:
-            del ready[:done]
-        handle = None  # see run_handle: no reference cycles through this frame
-
-    def _run_observed(self, handle: Handle | None) -> None:
-        """Run one handle with the recorder, the instrument hooks and debug timing."""
-        assert handle is not None
-        recorder = self._recorder
-        if recorder is not None:
-            begin(recorder, handle)
-        instruments = self._instruments
-        task: asyncio.Task[Any] | None = None
-        if instruments is not None:
-            if instruments.task_steps:
-                owner = owner_of(handle._callback)
-                if isinstance(owner, _Task):
-                    task = owner
-                    instruments.call("before_task_step", task)
-            if instruments.callbacks:
-                instruments.call("before_callback", handle)
-        if self._debug:
-            self._run_timed(handle)
-        else:
-            run_handle(handle)
-        self._handles_run += 1
-        instruments = self._instruments
-        if instruments is not None:
-            if instruments.callbacks:
-                instruments.call("after_callback", handle)
-            if task is not None:
-                instruments.call("after_task_step", task)
-                if task.done():
-                    instruments.call("task_exited", task)
-        handle = None  # see run_handle: no reference cycles through this frame
-        task = None
-
     def _run_timed(self, handle: Handle | None) -> None:
         """Run ``handle`` and warn if it took longer than ``slow_callback_duration``."""
         assert handle is not None
@@ -637,13 +588,10 @@ def _run_once(loop: BaseLoop) -> None:
         timers.pop_due(loop.time() + loop._clock_resolution, ready)
     ntodo = len(ready)
     instruments = loop._instruments
-    if loop._debug or (instruments is not None and instruments.per_handle):
-        loop._run_ready_observed(ntodo)
-        return
+    # Hooks and debug timing go through _run_observed; a recorder alone (a
+    # trace, step counts) is called inline, it is on for whole runs.
+    hooked = loop._debug or (instruments is not None and instruments.per_handle)
     recorder = loop._recorder
-    if recorder is not None:
-        run_ready(loop, recorder, ntodo)
-        return
     handle: Handle | None = None
     done = 0
     try:
@@ -652,13 +600,51 @@ def _run_once(loop: BaseLoop) -> None:
             ready[done] = None  # a run handle is let go of at once, as by popleft
             done += 1
             if handle is not None and not handle._cancelled:
-                run_handle(handle)
-                loop._handles_run += 1
+                if hooked:
+                    _run_observed(loop, handle)
+                else:
+                    if recorder is not None:
+                        begin(recorder, handle)
+                    run_handle(handle)
+                    loop._handles_run += 1
     finally:
         # Run handles leave the queue only now (one memmove per iteration);
         # after an exception (KeyboardInterrupt) the rest stay queued, as in asyncio.
         del ready[:done]
     handle = None  # see run_handle: no reference cycles through this frame
+
+
+def _run_observed(loop: BaseLoop, handle: Handle | None) -> None:
+    """Run one handle with the recorder, the instrument hooks and debug timing."""
+    assert handle is not None
+    recorder = loop._recorder
+    if recorder is not None:
+        begin(recorder, handle)
+    instruments = loop._instruments
+    task: asyncio.Task[Any] | None = None
+    if instruments is not None:
+        if instruments.task_steps:
+            owner = owner_of(handle._callback)
+            if isinstance(owner, _Task):
+                task = owner
+                instruments.call("before_task_step", task)
+        if instruments.callbacks:
+            instruments.call("before_callback", handle)
+    if loop._debug:
+        loop._run_timed(handle)
+    else:
+        run_handle(handle)
+    loop._handles_run += 1
+    instruments = loop._instruments
+    if instruments is not None:
+        if instruments.callbacks:
+            instruments.call("after_callback", handle)
+        if task is not None:
+            instruments.call("after_task_step", task)
+            if task.done():
+                instruments.call("task_exited", task)
+    handle = None  # see run_handle: no reference cycles through this frame
+    task = None
 
 
 def _poll(loop: BaseLoop, timeout: float) -> None:
