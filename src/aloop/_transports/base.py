@@ -1,10 +1,12 @@
 """What every aloop transport shares: write-side flow control and protocol calls.
 
-``WriteFlowControl`` gives a transport asyncio's write-buffer limits: when the
-bytes buffered for writing rise above the high-water mark the protocol's
-``pause_writing()`` is called once, and ``resume_writing()`` once they fall
-to the low-water mark. A failing protocol callback is reported through the
-loop's exception handler with asyncio's messages, never raised into the loop.
+asyncio's write-buffer limits: when the bytes buffered for writing rise above
+the high-water mark the protocol's ``pause_writing()`` is called once, and
+``resume_writing()`` once they fall to the low-water mark. A failing protocol
+callback is reported through the loop's exception handler with asyncio's
+messages, never raised into the loop. ``WriteFlowControl`` does this for the
+pipe transports; the socket transports' compiled core (``sockcore``) does it
+with ``check_write_limits`` and ``call_protocol`` from here.
 """
 
 from __future__ import annotations
