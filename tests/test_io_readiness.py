@@ -263,3 +263,42 @@ def test_asyncio_future_waits_on_fd(loop_factory: LoopFactory) -> None:
     loop.close()
     os.close(r)
     os.close(w)
+
+
+@pytest.mark.parametrize("indexed_fds", [0, 4, 1 << 16])
+def test_fd_table_finds_fds_past_its_list_index(indexed_fds: int) -> None:
+    """fds at or past the table's list index are found through its dict."""
+    from aloop._core.fdtable import FdTable
+    from aloop._core.handles import Handle
+    from aloop._io.poller import Poller
+
+    loop = aloop.new_event_loop()
+    poller = Poller()
+    table = FdTable(poller, indexed_fds=indexed_fds)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        handles = {}
+        for a, _ in pairs:
+            handles[a.fileno()] = Handle(print, (), loop, None)
+            table.add(a.fileno(), handles[a.fileno()], False)
+        for _, b in pairs:
+            b.send(b"x")
+        ready: list[Any] = []
+        for fd, mask in poller.poll(1.0):
+            table.dispatch(fd, mask, ready)
+        assert sorted(id(h) for h in ready) == sorted(id(h) for h in handles.values())
+        first = pairs[0][0].fileno()
+        assert table.remove(first, False) is True
+        ready.clear()
+        for fd, mask in poller.poll(1.0):
+            table.dispatch(fd, mask, ready)
+        assert len(ready) == 2 and handles[first] not in ready
+        assert len(table) == 2
+        table.clear()
+        assert len(table) == 0
+    finally:
+        poller.close()
+        loop.close()
+        for a, b in pairs:
+            a.close()
+            b.close()
