@@ -12,21 +12,15 @@ Python frame in between.
 from __future__ import annotations
 
 import asyncio
+import socket
 import warnings
 from asyncio import trsock
 from collections.abc import Callable
 from typing import Any
 
-from aloop._transports.sockcore import BYTES_LIKE, WOULD_BLOCK, SocketCore, logger
+from aloop._transports.sockcore import SocketCore, logger
 
-__all__ = [
-    "BYTES_LIKE",
-    "WOULD_BLOCK",
-    "SocketTransport",
-    "logger",
-    "set_result_unless_cancelled",
-    "socket_extra",
-]
+__all__ = ["SocketTransport", "logger", "set_result_unless_cancelled", "socket_extra"]
 
 
 def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
@@ -34,7 +28,7 @@ def set_result_unless_cancelled(fut: asyncio.Future[Any], result: Any) -> None:
         fut.set_result(result)
 
 
-def socket_extra(sock: Any, extra: dict[str, Any] | None) -> dict[str, Any]:
+def socket_extra(sock: socket.socket, extra: dict[str, Any] | None) -> dict[str, Any]:
     """asyncio's extra info for a socket transport: socket, sockname, peername."""
     info = dict(extra) if extra else {}
     info["socket"] = trsock.TransportSocket(sock)
