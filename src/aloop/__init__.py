@@ -9,6 +9,7 @@ from aloop import _purity
 
 _purity.install()
 
+from aloop._core import lifetime  # noqa: E402
 from aloop._core.clock import TimeHold, VirtualClock  # noqa: E402
 from aloop._core.deadlock import VirtualTimeDeadlock  # noqa: E402
 from aloop._core.hooks import HOOKS, Instrument  # noqa: E402
@@ -17,6 +18,8 @@ from aloop.runner import EventLoopPolicy, new_event_loop, run  # noqa: E402
 
 #: True when the hot modules run as mypyc-compiled C, False when interpreted.
 COMPILED: bool = _purity.is_compiled()
+if COMPILED:
+    lifetime.keep_alive(_purity.COMPILED_MODULES)
 
 __version__ = "0.1.0"
 

@@ -25,6 +25,7 @@ COMPILED_MODULES = (
     "aloop._core.hooks",
     "aloop._core.recorder",
     "aloop._core.clock",
+    "aloop._core.lifetime",
     "aloop._core.scheduler",
     "aloop._transports.sockcore",
     "aloop._transports.streamcore",
