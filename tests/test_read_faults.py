@@ -6,6 +6,11 @@ such block is freed, unless it is fixed (``MALLOC_MMAP_THRESHOLD_``, mallopt):
 then asyncio's ``recv(256 KiB)`` costs two faults per read. The server runs
 with the threshold fixed at its default, 128 KiB; the stdlib loop is the
 control that shows the check sees a storm.
+
+Large messages must not make glibc's heap shrink and regrow on every request
+either (aloop._io.heap): a 100 KiB stream echo runs with glibc's thresholds
+left dynamic, the way a user's process starts; the control fixes the trim
+threshold at its default, which aloop leaves alone, and faults.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ SERVER = r"""
 import asyncio, sys
 import aloop
 
+async def stream_echo(reader, writer):
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
@@ -33,7 +44,11 @@ class Echo(asyncio.Protocol):
         self.transport.write(data)
 
 loop = aloop.new_event_loop() if sys.argv[1] == "aloop" else asyncio.new_event_loop()
-server = loop.run_until_complete(loop.create_server(Echo, "127.0.0.1", 0))
+if sys.argv[2] == "streams":
+    asyncio.set_event_loop(loop)
+    server = loop.run_until_complete(asyncio.start_server(stream_echo, "127.0.0.1", 0))
+else:
+    server = loop.run_until_complete(loop.create_server(Echo, "127.0.0.1", 0))
 print(server.sockets[0].getsockname()[1], flush=True)
 loop.run_forever()
 """
@@ -56,10 +71,16 @@ def echo(sock: socket.socket, size: int, rounds: int) -> None:
         assert got == message
 
 
-def faults_per_read(loop: str, size: int) -> float:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+FIXED_MMAP = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
+def faults_per_read(
+    loop: str, size: int, variant: str = "protocol", malloc: dict[str, str] = FIXED_MMAP
+) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(malloc)
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER, loop], stdout=subprocess.PIPE, env=env, text=True
+        [sys.executable, "-c", SERVER, loop, variant], stdout=subprocess.PIPE, env=env, text=True
     )
     try:
         assert server.stdout is not None
@@ -83,3 +104,26 @@ def test_reads_do_not_page_fault(size: int) -> None:
 def test_the_check_sees_asyncios_fault_storm() -> None:
     # The control: asyncio's recv(256 KiB) crosses the fixed threshold on every read.
     assert faults_per_read("asyncio", 1024) >= 1
+
+
+def is_glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION") is not None
+    except (ValueError, OSError):
+        return False
+
+
+glibc_only = pytest.mark.skipif(not is_glibc(), reason="tunes glibc's malloc; other libcs differ")
+
+
+@glibc_only
+def test_large_messages_do_not_regrow_the_heap() -> None:
+    assert faults_per_read("aloop", 100 * 1024, "streams", malloc={}) < 0.5
+
+
+@glibc_only
+def test_the_check_sees_heap_regrowth() -> None:
+    # The control: with glibc's trim threshold fixed at its default (so aloop
+    # cannot move it), the heap is given back and refaulted on every request.
+    trim = {"MALLOC_TRIM_THRESHOLD_": "131072"}
+    assert faults_per_read("aloop", 100 * 1024, "streams", malloc=trim) >= 5

@@ -44,6 +44,7 @@ from aloop._core.recorder import (
     woken,
 )
 from aloop._core.timers import TimerQueue
+from aloop._io import heap
 from aloop._io.poller import READ, Poller
 from aloop._io.wakeup import Waker
 
@@ -109,6 +110,9 @@ class BaseLoop:
         self._instruments: Instruments | None = None
         # The compiled trace ring / step counters (aloop._core.recorder), or None.
         self._recorder: Recorder | None = None
+        # Large reads and writes must not make glibc's heap shrink and regrow
+        # (page faults) on every message: see aloop._io.heap.
+        heap.raise_trim_threshold()
         self._poller = Poller(backend)
         self._fds = FdTable(self._poller)
         self._waker = Waker()
