@@ -27,6 +27,7 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
     """``asyncio.DatagramTransport`` over a non-blocking datagram socket."""
 
     _HOT = (*SocketTransport._HOT, ("sendto", "sendto"))
+    __slots__ = ("sendto",)
     _core: DatagramCore
 
     def __init__(
@@ -41,11 +42,6 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
         super().__init__(socket_extra(sock, extra))
         connected = bool(self.get_extra_info("peername"))
         self._attach_core(DatagramCore(loop, sock, protocol, address, connected), waiter)
-
-    # Each instance calls its core's sendto directly (see sockbase); this serves
-    # calls through the class.
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        self._core.sendto(data, addr)
 
 
 # -- create_datagram_endpoint ---------------------------------------------------------

@@ -3,10 +3,15 @@
 ``SocketTransport`` is the base of ``StreamTransport`` and of
 ``DatagramTransport`` (also an ``asyncio.DatagramTransport``). It owns a
 ``sockcore.SocketCore``, which holds the state and does the work; each method
-here forwards to it. The hot methods (``write``, ``sendto``, ...) are bound
-straight to the core's on each instance, so a protocol's
+here forwards to it. The hot methods (``write``, ``sendto``, ...) are the
+core's, bound on each instance in a slot of the same name, so a protocol's
 ``transport.write(data)`` goes from its own code into compiled code without a
-Python frame in between.
+Python frame in between. Slots, not instance-dict entries: 3.11-3.13 compile
+the lookup to a cached slot read (``LOAD_ATTR_SLOT``), where an instance
+attribute shadowing a method of ``asyncio.Transport`` is looked up
+generically, 120-245 instructions more per call (callgrind). ``super().write``
+in a subclass reads the slot too, and ``HotSlots`` makes a call through the
+class (``type(transport).write(transport, data)``) work as it does on asyncio's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import socket
 import warnings
 from asyncio import trsock
 from collections.abc import Callable
+from types import MemberDescriptorType
 from typing import Any
 
 from aloop._transports.sockcore import SocketCore, logger
@@ -44,7 +50,37 @@ def socket_extra(sock: socket.socket, extra: dict[str, Any] | None) -> dict[str,
     return info
 
 
-class SocketTransport(asyncio.Transport):
+class HotSlots(type):
+    """Metaclass: a hot slot read through the class is a method calling the instance's.
+
+    Only class-level reads pass through here; reads on an instance do not.
+    """
+
+    def __new__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> HotSlots:
+        made = super().__new__(cls, name, bases, namespace)
+        for hot_name, _ in namespace.get("_HOT", ()):
+            _FORWARDERS.setdefault(hot_name, _forwarder(hot_name))
+        return made
+
+    def __getattribute__(cls, name: str) -> Any:
+        value = type.__getattribute__(cls, name)
+        if isinstance(value, MemberDescriptorType) and name in _FORWARDERS:
+            return _FORWARDERS[name]
+        return value
+
+
+_FORWARDERS: dict[str, Callable[..., Any]] = {}
+
+
+def _forwarder(name: str) -> Callable[..., Any]:
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, name)(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = name
+    return forward
+
+
+class SocketTransport(asyncio.Transport, metaclass=HotSlots):
     """Forwards a transport's calls to its core; subclasses make the core.
 
     An ``asyncio.Transport`` even for datagrams, as asyncio's own are.
@@ -55,12 +91,20 @@ class SocketTransport(asyncio.Transport):
 
     _core: SocketCore
     # The core's methods bound on each instance (see the module docstring), as
-    # (name here, name on the core).
+    # (name here, name on the core); a subclass adds its own and their slots.
     _HOT: tuple[tuple[str, str], ...] = (
         ("is_closing", "is_closing"),
         ("pause_reading", "pause_reading"),
         ("resume_reading", "resume_reading"),
         ("get_write_buffer_size", "buffer_size"),
+    )
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "get_write_buffer_size",
+        "is_closing",
+        "pause_reading",
+        "resume_reading",
     )
 
     def _attach_core(self, core: SocketCore, waiter: asyncio.Future[Any] | None) -> None:
@@ -69,8 +113,7 @@ class SocketTransport(asyncio.Transport):
         self._loop = core.loop
         core.transport = self
         for name, core_name in self._HOT:
-            # Instance attributes win over the class's methods (non-data descriptors).
-            self.__dict__[name] = getattr(core, core_name)
+            setattr(self, name, getattr(core, core_name))
         if core.server is not None:
             core.server._attach(self)
         core.loop._attach_transport(core.fd, self)
@@ -127,20 +170,8 @@ class SocketTransport(asyncio.Transport):
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._core.protocol  # type: ignore[no-any-return]
 
-    def is_closing(self) -> bool:
-        return self._core.closing
-
     def is_reading(self) -> bool:
         return self._core.is_reading()
-
-    def pause_reading(self) -> None:
-        self._core.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._core.resume_reading()
-
-    def get_write_buffer_size(self) -> int:
-        return self._core.buffer_size()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._core.get_write_buffer_limits()

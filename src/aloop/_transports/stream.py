@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterable
 from typing import Any
 
 from aloop._transports.sendfile import SendfileMode
@@ -35,6 +34,7 @@ class StreamTransport(SocketTransport):
     _start_tls_compatible = True
     _sendfile_compatible = SendfileMode.TRY_NATIVE
     _HOT = (*SocketTransport._HOT, ("write", "write"), ("writelines", "writelines"))
+    __slots__ = ("write", "writelines")
     _core: StreamCore
 
     def __init__(
@@ -50,14 +50,6 @@ class StreamTransport(SocketTransport):
         core = StreamCore(loop, sock, protocol, server)
         set_nodelay(sock)
         self._attach_core(core, waiter)
-
-    # Each instance calls its core's write/writelines directly (see sockbase); these
-    # serve calls through the class, such as a subclass's super().write().
-    def write(self, data: Any) -> None:
-        self._core.write(data)
-
-    def writelines(self, list_of_data: Iterable[Any]) -> None:
-        self._core.writelines(list_of_data)
 
     def write_eof(self) -> None:
         self._core.write_eof()
