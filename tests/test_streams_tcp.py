@@ -487,3 +487,70 @@ def test_transport_methods_called_through_the_class(loop_factory: LoopFactory) -
         return got, closing, size, transport.is_closing()
 
     assert run(loop_factory, main) == (b"one two three", False, 0, True)
+
+
+# Message sizes that cross each read-size step: below, at and above SMALL_READ,
+# growing past the last read, a read-filling message, and back down.
+GROWING_SIZES = [1, 40, 478, 479, 480, 1000, 5000, 100 * 1024, 10, 127 * 1024 + 1, 300 * 1024, 3]
+
+
+def test_echo_of_growing_and_shrinking_messages(loop_factory: LoopFactory) -> None:
+    """Each read is sized from the last; a bigger message still arrives whole, in order."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[bool]:
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            same = []
+            for n, size in enumerate(GROWING_SIZES):
+                data = pattern(size, seed=n)
+                writer.write(data)
+                same.append(await reader.readexactly(size) == data)
+            writer.close()
+            await writer.wait_closed()
+            return same
+
+    assert run(loop_factory, main) == [True] * len(GROWING_SIZES)
+
+
+def test_read_size_follows_the_last_read(aloop_loop: Any) -> None:
+    """aloop's own sizing: twice the last read, at least SMALL_READ, all after a full one."""
+    from aloop._transports.streamcore import SMALL_READ
+
+    class Recorder(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.reads: list[int] = []
+            self.got = asyncio.Queue[int]()
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.reads.append(len(data))
+            self.got.put_nowait(len(data))
+
+    async def deliver(proto: Recorder, size: int) -> list[int]:
+        start = len(proto.reads)
+        total = 0
+        while total < size:
+            total += await proto.got.get()
+        return proto.reads[start:]
+
+    async def main() -> list[tuple[list[int], int]]:
+        a, b = socket.socketpair()
+        transport, proto = await aloop_loop.connect_accepted_socket(Recorder, a)
+        core = transport._core
+        seen = []
+        for size in (40, 1000, 3000):
+            b.sendall(b"x" * size)
+            seen.append((await deliver(proto, size), core.read_size))
+        transport.close()
+        b.close()
+        return seen
+
+    assert aloop_loop.run_until_complete(main()) == [
+        ([40], SMALL_READ),  # the first read is READ_SIZE; 40 bytes -> at least SMALL_READ
+        ([SMALL_READ, 1000 - SMALL_READ], 2 * (1000 - SMALL_READ)),  # filled, then the rest
+        ([2 * (1000 - SMALL_READ), 3000 - 2 * (1000 - SMALL_READ)], 2 * 1958),
+    ]
