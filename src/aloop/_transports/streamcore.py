@@ -37,7 +37,7 @@ _write: Final = os.write
 # SMALL_READ, at most READ_SIZE, and READ_SIZE again after a read that filled
 # its buffer (more may be waiting). os.read allocates the full size and then
 # shrinks the bytes object to what arrived; for a small message the 127 KiB
-# block, its split and glibc's consolidation cost about 840 instructions per
+# block, its split and glibc's consolidation cost about 700 instructions per
 # request (HTTP hello, callgrind, 3.12). SMALL_READ is the largest read whose
 # bytes object (33-byte header) pymalloc serves from its 512-byte blocks.
 SMALL_READ: Final = 512 - 33
