@@ -22,6 +22,8 @@ import sys
 
 import pytest
 
+from aloop._io.heap import is_glibc
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads fault counts from /proc (Linux)"
 )
@@ -104,13 +106,6 @@ def test_reads_do_not_page_fault(size: int) -> None:
 def test_the_check_sees_asyncios_fault_storm() -> None:
     # The control: asyncio's recv(256 KiB) crosses the fixed threshold on every read.
     assert faults_per_read("asyncio", 1024) >= 1
-
-
-def is_glibc() -> bool:
-    try:
-        return os.confstr("CS_GNU_LIBC_VERSION") is not None
-    except (ValueError, OSError):
-        return False
 
 
 glibc_only = pytest.mark.skipif(not is_glibc(), reason="tunes glibc's malloc; other libcs differ")

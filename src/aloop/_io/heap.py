@@ -29,7 +29,8 @@ from typing import Final
 WARM_BLOCK: Final = 1024 * 1024
 
 
-def _is_glibc() -> bool:
+def is_glibc() -> bool:
+    """True where the C library is glibc (its malloc is what this tunes)."""
     try:
         return os.confstr("CS_GNU_LIBC_VERSION") is not None
     except (ValueError, OSError):
@@ -45,7 +46,7 @@ def raise_trim_threshold() -> None:
     if _done:
         return
     _done = True
-    if _is_glibc():
+    if is_glibc():
         # calloc: glibc maps the block and skips zeroing mmap'd memory, so no
         # page is touched; freeing it (at once: nothing holds it) moves the
         # thresholds.

@@ -27,7 +27,6 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
     """``asyncio.DatagramTransport`` over a non-blocking datagram socket."""
 
     _HOT = (*SocketTransport._HOT, ("sendto", "sendto"))
-    __slots__ = ("sendto",)
     _core: DatagramCore
 
     def __init__(

@@ -51,16 +51,20 @@ def socket_extra(sock: socket.socket, extra: dict[str, Any] | None) -> dict[str,
 
 
 class HotSlots(type):
-    """Metaclass: a hot slot read through the class is a method calling the instance's.
+    """Metaclass: each name in a class's ``_HOT`` becomes a slot, read through
+    the class as a method that calls the instance's.
 
-    Only class-level reads pass through here; reads on an instance do not.
+    Only class-level reads pass through ``__getattribute__``; reads on an
+    instance do not.
     """
 
     def __new__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> HotSlots:
-        made = super().__new__(cls, name, bases, namespace)
-        for hot_name, _ in namespace.get("_HOT", ()):
+        inherited = {hot for base in bases for hot, _ in getattr(base, "_HOT", ())}
+        own = [hot for hot, _ in namespace.get("_HOT", ()) if hot not in inherited]
+        namespace["__slots__"] = (*namespace.get("__slots__", ()), *own)
+        for hot_name in own:
             _FORWARDERS.setdefault(hot_name, _forwarder(hot_name))
-        return made
+        return super().__new__(cls, name, bases, namespace)
 
     def __getattribute__(cls, name: str) -> Any:
         value = type.__getattribute__(cls, name)
@@ -91,21 +95,15 @@ class SocketTransport(asyncio.Transport, metaclass=HotSlots):
 
     _core: SocketCore
     # The core's methods bound on each instance (see the module docstring), as
-    # (name here, name on the core); a subclass adds its own and their slots.
+    # (name here, name on the core); a subclass adds its own. HotSlots makes
+    # each name a slot.
     _HOT: tuple[tuple[str, str], ...] = (
         ("is_closing", "is_closing"),
         ("pause_reading", "pause_reading"),
         ("resume_reading", "resume_reading"),
         ("get_write_buffer_size", "buffer_size"),
     )
-    __slots__ = (
-        "__dict__",
-        "__weakref__",
-        "get_write_buffer_size",
-        "is_closing",
-        "pause_reading",
-        "resume_reading",
-    )
+    __slots__ = ("__dict__", "__weakref__")
 
     def _attach_core(self, core: SocketCore, waiter: asyncio.Future[Any] | None) -> None:
         """Adopt ``core``, register with the loop and server, start as asyncio does."""

@@ -34,7 +34,6 @@ class StreamTransport(SocketTransport):
     _start_tls_compatible = True
     _sendfile_compatible = SendfileMode.TRY_NATIVE
     _HOT = (*SocketTransport._HOT, ("write", "write"), ("writelines", "writelines"))
-    __slots__ = ("write", "writelines")
     _core: StreamCore
 
     def __init__(
