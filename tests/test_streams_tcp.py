@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import sys
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -251,6 +253,75 @@ def test_set_protocol_switches_reader(loop_factory: LoopFactory) -> None:
         return bytes(first.data), bytes(second.received)
 
     assert run(loop_factory, main) == (b"one", b"two")
+
+
+def test_set_protocol_between_plain_protocols(loop_factory: LoopFactory) -> None:
+    # aloop binds data_received once per protocol: the new one must get the bytes.
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bytes, bytes]:
+        a, b = socket.socketpair()
+        transport, first = await loop.connect_accepted_socket(Collect, a)
+        peer, _ = await loop.connect_accepted_socket(Collect, b)
+        peer.write(b"one")
+        while not first.data:
+            await asyncio.sleep(0.001)
+        second = Collect()
+        transport.set_protocol(second)
+        peer.write(b"two")
+        peer.close()
+        while not second.eof:
+            await asyncio.sleep(0.001)
+        transport.close()
+        await second.lost
+        return bytes(first.data), bytes(second.data)
+
+    assert run(loop_factory, main) == (b"one", b"two")
+
+
+def test_protocol_released_after_connection_lost(loop_factory: LoopFactory) -> None:
+    # The transport outlives the connection here; the protocol must not.
+    async def main(loop: asyncio.AbstractEventLoop) -> bool:
+        a, b = socket.socketpair()
+        transport, proto = await loop.connect_accepted_socket(Collect, a)
+        b.send(b"x")
+        while not proto.data:
+            await asyncio.sleep(0.001)
+        transport.close()
+        await proto.lost
+        ref = weakref.ref(proto)
+        del proto
+        gc.collect()
+        b.close()
+        return ref() is None and transport.is_closing()
+
+    assert run(loop_factory, main) is True
+
+
+class NoDataReceived(asyncio.BaseProtocol):
+    """A protocol without data_received, used on a stream transport by mistake."""
+
+    def __init__(self) -> None:
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+def test_protocol_without_data_received_is_a_fatal_error(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, str, str]:
+        seen: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: seen.append(context))
+        a, b = socket.socketpair()
+        _transport, proto = await loop.connect_accepted_socket(NoDataReceived, a)
+        b.send(b"data")
+        exc = await proto.lost
+        b.close()
+        return seen[0]["message"], type(seen[0]["exception"]).__name__, type(exc).__name__
+
+    assert run(loop_factory, main) == (
+        "Fatal error: protocol.data_received() call failed.",
+        "AttributeError",
+        "AttributeError",
+    )
 
 
 class Buffered(asyncio.BufferedProtocol):

@@ -64,6 +64,13 @@ class StreamCore(SocketCore):
     def set_protocol(self, protocol: Any) -> None:
         self.protocol = protocol
         self.buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        # Bound once, as uvloop does: a call through the protocol looks the
+        # name up in its class and instance dict on every read. None if it
+        # has none: read_ready then asks the protocol itself, so the
+        # AttributeError is asyncio's, and comes when asyncio's would.
+        self.data_received: Any = (
+            None if self.buffered else getattr(protocol, "data_received", None)
+        )
 
     # -- reading -------------------------------------------------------------------
 
@@ -91,8 +98,12 @@ class StreamCore(SocketCore):
             self.read_size = READ_SIZE
         else:
             self.read_size = min(max(2 * n, SMALL_READ), READ_SIZE)
+        receive = self.data_received
         try:
-            self.protocol.data_received(data)
+            if receive is not None:
+                receive(data)
+            else:
+                self.protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -165,12 +176,12 @@ class StreamCore(SocketCore):
             raise RuntimeError("Cannot call write() after write_eof()")
         if self.empty_waiter is not None:
             raise RuntimeError("unable to write; sendfile is in progress")
-        if not data:
+        if not size:
             return
         if self.conn_lost:
             self.note_lost_write()
             return
-        if self.buffer:
+        if self.pending:
             self.append(data, 0)
             self.maybe_pause_protocol()
             return
@@ -296,6 +307,7 @@ class StreamCore(SocketCore):
         try:
             super().call_connection_lost(exc)
         finally:
+            self.data_received = None  # the protocol is let go of with the connection
             waiter = self.empty_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
