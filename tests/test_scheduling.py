@@ -626,3 +626,36 @@ def test_debug_mode_follows_the_environment_like_asyncio(
         check=True,
     ).stdout.split()
     assert out[0] == out[1] == ("False" if not flags and not env else "True")
+
+
+@pytest.mark.skipif(
+    not aloop.COMPILED,
+    reason="interpreted, BaseLoop is a plain class and keeps every attribute in __dict__",
+)
+def test_loop_state_stays_out_of_the_instance_dict(tmp_path: Any) -> None:
+    # An attribute stored outside the native struct makes CPython create the
+    # loop's __dict__, and every method call from C (a Task's call_soon) then
+    # searches it first. Networking, signals and children keep state on the loop.
+    import signal
+
+    async def main(loop: asyncio.AbstractEventLoop) -> None:
+        a, b = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+        transport.close()
+        b.close()
+        server = await asyncio.start_unix_server(lambda r, w: None, str(tmp_path / "s"))
+        server.close()
+        await server.wait_closed()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: None)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        proc = await asyncio.create_subprocess_exec("true")
+        await proc.wait()
+        await loop.run_in_executor(None, int)
+
+    loop = aloop.new_event_loop()
+    try:
+        loop.run_until_complete(main(loop))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        assert loop.__dict__ == {}
+    finally:
+        loop.close()
