@@ -24,9 +24,10 @@ _ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 class NetworkMixin:
     """sock_*, DNS, connections, servers, datagram endpoints, sendfile and TLS."""
 
-    # Created on first use: BaseLoop.__init__ does not know about the mixins.
-    _net_transports: weakref.WeakValueDictionary[int, Any] | None = None
-    _net_unix_inodes: dict[socket.socket, int] | None = None
+    # Their types; BaseLoop.__init__ sets both to None in its native struct
+    # (see there), and they are created on first use.
+    _net_transports: weakref.WeakValueDictionary[int, Any] | None
+    _net_unix_inodes: dict[socket.socket, int] | None
 
     # -- transports by fd ------------------------------------------------------------
 

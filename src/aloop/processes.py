@@ -50,8 +50,10 @@ def _refuse_text_mode(
 class ProcessMixin:
     """subprocess_exec/shell, connect_read_pipe/write_pipe, add/remove_signal_handler."""
 
-    _signal_state: SignalHandlers | None = None
-    _child_state: ChildWatchers | None = None
+    # Their types; BaseLoop.__init__ sets both to None in its native struct
+    # (see there), and they are created on first use.
+    _signal_state: SignalHandlers | None
+    _child_state: ChildWatchers | None
 
     def _base(self) -> BaseLoop:
         return cast("BaseLoop", self)
