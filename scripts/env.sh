@@ -1,14 +1,28 @@
 # Shared by scripts/*.sh: find the interpreters and build one venv per Python.
 # Each venv gets the dev tools and aloop itself, compiled by mypyc.
+#
+# 3.11-3.13 come from pyenv (or pythonX.Y on PATH). 3.14 and 3.15 come from
+# Debian sid's packages, which need sid's C library: they live in a sid root
+# made with mmdebstrap (about a minute, once per machine) and run there through
+# chroot, with this checkout bind-mounted at the same path, so a venv's paths
+# are the same inside and out.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHONS=(3.11 3.12 3.13)
+PYTHONS=(3.11 3.12 3.13 3.14 3.15)
+SID_PYTHONS=" 3.14 3.15 "
+SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
 DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13" pillow
     aiohttp httpx websockets uvicorn)
+
+is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 
 # The interpreter for a minor version: pyenv's newest install, else pythonX.Y on PATH.
 python_for() {
     local minor="$1" version
+    if is_sid_python "$minor"; then
+        echo "/usr/bin/python$minor"
+        return
+    fi
     if command -v pyenv >/dev/null 2>&1; then
         version="$(pyenv versions --bare 2>/dev/null | grep -E "^${minor//./\\.}\.[0-9]+$" | sort -V | tail -n 1)"
         if [ -n "$version" ]; then
@@ -21,21 +35,73 @@ python_for() {
 
 venv_for() { echo "$ROOT/.venv/py$1"; }
 
+# Run a command inside the sid root, in the current directory, with /proc,
+# /sys, /dev and this checkout mounted; the mounts live in a private mount
+# namespace and vanish when the command ends.
+in_sid() {
+    unshare --mount --propagation private -- bash -c '
+        set -e
+        root="$1" top="$2" cwd="$3"; shift 3
+        for d in proc sys dev; do mount --rbind "/$d" "$root/$d"; done
+        mkdir -p "$root$top"
+        mount --bind "$top" "$root$top"
+        exec chroot "$root" /usr/bin/env --chdir="$cwd" "$@"
+    ' in_sid "$SIDROOT" "$ROOT" "$PWD" "$@"
+}
+
+# Run a command from a venv's bin/ (python, pytest...) for a minor version.
+venv_run() {
+    local minor="$1" tool="$2"
+    shift 2
+    if is_sid_python "$minor"; then
+        in_sid "$(venv_for "$minor")/bin/$tool" "$@"
+    else
+        "$(venv_for "$minor")/bin/$tool" "$@"
+    fi
+}
+
+# The sid root with python3.14 and python3.15 (and their test packages, which
+# the conformance tests run), made once per machine.
+ensure_sidroot() {
+    [ -x "$SIDROOT/usr/bin/python3.15" ] && [ -x "$SIDROOT/usr/bin/python3.14" ] && return 0
+    if ! command -v mmdebstrap >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap
+    fi
+    local mirror tmp
+    mirror="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null)"
+    mirror="${mirror:-http://deb.debian.org/debian}"
+    tmp="$SIDROOT.new"
+    rm -rf "$tmp"
+    mkdir -p "$(dirname "$SIDROOT")"
+    # The registry's sid index is a snapshot: its Valid-Until date has passed.
+    mmdebstrap --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' \
+        --include=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps \
+        sid "$tmp" "$mirror"
+    # pip inside reaches PyPI through the same certificates as the host.
+    cp /etc/ssl/certs/ca-certificates.crt "$tmp/etc/ssl/certs/ca-certificates.crt"
+    rm -rf "$SIDROOT"
+    mv "$tmp" "$SIDROOT"
+}
+
 # Create (once) the venv for a minor version and (re)install aloop into it.
 ensure_venv() {
     local minor="$1" venv python
     venv="$(venv_for "$minor")"
     python="$(python_for "$minor")"
     if [ ! -x "$venv/bin/python" ]; then
-        "$python" -m venv "$venv"
+        if is_sid_python "$minor"; then
+            in_sid "$python" -m venv "$venv"
+        else
+            "$python" -m venv "$venv"
+        fi
     fi
     # Quick when everything is already there; picks up packages added later.
-    "$venv/bin/pip" install -q --disable-pip-version-check "${DEV_PACKAGES[@]}" 2>&1 \
+    venv_run "$minor" pip install -q --disable-pip-version-check "${DEV_PACKAGES[@]}" 2>&1 \
         | grep -v "^WARNING: Location" || true
     # No build isolation: the venv already holds the pinned mypy (mypyc) and setuptools.
-    "$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation --no-deps \
+    venv_run "$minor" pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
         --force-reinstall "$ROOT" 2>&1 | grep -v "^WARNING: Location" || true
-    "$venv/bin/python" -c "import aloop, sys; sys.exit(0 if aloop.COMPILED else 1)" \
+    venv_run "$minor" python -c "import aloop, sys; sys.exit(0 if aloop.COMPILED else 1)" \
         || { echo "aloop did not compile under Python $minor" >&2; return 1; }
 }
 

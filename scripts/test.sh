@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run every check: lint and types, then the test suite on Python 3.11, 3.12 and
-# 3.13, each both mypyc-compiled and interpreted (ALOOP_PURE=1).
+# Run every check: lint and types, then the test suite on Python 3.11 to 3.15,
+# each both mypyc-compiled and interpreted (ALOOP_PURE=1).
 # Usage: scripts/test.sh [pytest args...]   (e.g. -k timers, or a test path)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -10,6 +10,7 @@ LOGS="$ROOT/.venv/logs"
 mkdir -p "$LOGS"
 
 echo "== building venvs with aloop compiled by mypyc"
+ensure_sidroot >"$LOGS/sidroot.log" 2>&1 || { cat "$LOGS/sidroot.log"; echo "could not make the sid root"; exit 1; }
 ensure_chromium &
 chromium_pid=$!
 pids=()
@@ -38,7 +39,7 @@ run_suite() {
     local minor="$1" mode="$2" pure=0 expect=1
     if [ "$mode" = pure ]; then pure=1; expect=0; fi
     ALOOP_PURE="$pure" ALOOP_EXPECT_COMPILED="$expect" \
-        "$(venv_for "$minor")/bin/python" -m pytest -q -p no:cacheprovider "${PYTEST_ARGS[@]}" \
+        venv_run "$minor" python -m pytest -q -p no:cacheprovider "${PYTEST_ARGS[@]}" \
         >"$LOGS/test-$minor-$mode.log" 2>&1
 }
 
