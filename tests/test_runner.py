@@ -313,9 +313,22 @@ def test_non_coroutine_argument_gets_asyncios_exception(make_arg: Callable[[], A
     expected = outcome(lambda: asyncio.run(make_arg()))
     got = outcome(lambda: aloop.run(make_arg()))
     assert got == expected
-    if not isinstance(make_arg(), types.GeneratorType) or sys.version_info >= (3, 12):
+    if sys.version_info >= (3, 14):
+        # 3.14 also runs any awaitable, and refuses the rest with a TypeError.
+        assert expected == (TypeError, "An asyncio.Future, a coroutine or an awaitable is required")
+    elif not isinstance(make_arg(), types.GeneratorType) or sys.version_info >= (3, 12):
         assert expected[0] is ValueError
         assert expected[1].startswith("a coroutine was expected, got ")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="asyncio.run() takes awaitables from 3.14")
+def test_run_takes_any_awaitable_as_asyncio_run_does() -> None:
+    class Later:
+        def __await__(self) -> Any:
+            yield from asyncio.sleep(0).__await__()
+            return "awaited"
+
+    assert aloop.run(Later()) == asyncio.run(Later()) == "awaited"
 
 
 # -- other ways in: Runner, loop_factory, the policy ---------------------------------------

@@ -3,7 +3,12 @@
 aloop.run(main())
 asyncio.run(main(), loop_factory=aloop.new_event_loop)   # Python 3.12+
 with asyncio.Runner(loop_factory=aloop.new_event_loop) as runner: ...
+
+``aloop.EventLoopPolicy`` and ``aloop.install()`` exist while asyncio has
+event loop policies (up to Python 3.15; deprecated from 3.14).
 """
+
+from typing import Any
 
 from aloop import _purity
 
@@ -14,7 +19,7 @@ from aloop._core.clock import TimeHold, VirtualClock  # noqa: E402
 from aloop._core.deadlock import VirtualTimeDeadlock  # noqa: E402
 from aloop._core.hooks import HOOKS, Instrument  # noqa: E402
 from aloop.loop import Loop  # noqa: E402
-from aloop.runner import EventLoopPolicy, new_event_loop, run  # noqa: E402
+from aloop.runner import new_event_loop, run  # noqa: E402
 
 #: True when the hot modules run as mypyc-compiled C, False when interpreted.
 COMPILED: bool = _purity.is_compiled()
@@ -26,7 +31,6 @@ __version__ = "0.1.0"
 __all__ = [
     "COMPILED",
     "HOOKS",
-    "EventLoopPolicy",
     "Instrument",
     "Loop",
     "TimeHold",
@@ -35,3 +39,19 @@ __all__ = [
     "new_event_loop",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The policy names are resolved on use (see aloop.policy): no deprecated
+    # asyncio name is touched at import.
+    from aloop.policy import NAMES, resolve
+
+    if name in NAMES:
+        return resolve(name)
+    raise AttributeError(f"module 'aloop' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    from aloop.policy import NAMES
+
+    return sorted([*globals(), *NAMES])

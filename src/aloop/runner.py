@@ -1,4 +1,4 @@
-"""Entry points: ``run``, ``new_event_loop`` and the event loop policy."""
+"""Entry points: ``run`` and ``new_event_loop`` (the policy is in ``policy.py``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from aloop._core.clock import VirtualClock
 from aloop.loop import Loop
 
-__all__ = ["EventLoopPolicy", "new_event_loop", "run"]
+__all__ = ["new_event_loop", "run"]
 
 _T = TypeVar("_T")
 
@@ -24,13 +24,6 @@ def new_event_loop(
     ``virtual_time=True`` (or a ``VirtualClock``) runs it on virtual time.
     """
     return Loop(virtual_time=virtual_time, backend=backend)
-
-
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    """asyncio's default policy, making aloop loops (Python 3.11-3.13)."""
-
-    def new_event_loop(self) -> Loop:
-        return Loop()
 
 
 def run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sys
 import threading
@@ -14,9 +15,23 @@ from typing import Any
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def is_coroutine_like(callback: Any) -> bool:
+    """A coroutine, a coroutine function, or one marked as such for asyncio.
+
+    ``asyncio.iscoroutinefunction`` says the same but is deprecated from
+    Python 3.14; the ``_is_coroutine`` marker is what it checks beyond
+    ``inspect``.
+    """
+    return (
+        coroutines.iscoroutine(callback)
+        or inspect.iscoroutinefunction(callback)
+        or getattr(callback, "_is_coroutine", None) is getattr(coroutines, "_is_coroutine", ())
+    )
+
+
 def check_callback(callback: Any, method: str) -> None:
     """asyncio's debug-mode refusal of coroutines and non-callables."""
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+    if is_coroutine_like(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")

@@ -15,9 +15,10 @@ import errno
 import logging
 import os
 import signal
-from asyncio import coroutines
 from collections.abc import Callable
 from typing import Any
+
+from aloop._core.debug import is_coroutine_like
 
 __all__ = ["SignalHandlers", "check_signal"]
 
@@ -63,7 +64,7 @@ class SignalHandlers:
 
     def add(self, sig: object, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
         """Run ``callback(*args)`` on the loop each time ``sig`` arrives."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if is_coroutine_like(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         signum = check_signal(sig)
         self._loop._check_closed()
