@@ -60,10 +60,17 @@ venv_run() {
     fi
 }
 
-# The sid root with python3.14 and python3.15 (and their test packages, which
-# the conformance tests run), made once per machine.
+# The sid root with python3.14 and python3.15, their test packages (which the
+# conformance tests run) and Chromium (the web page test), made once per machine.
+SID_PACKAGES=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps,chromium
+
 ensure_sidroot() {
-    [ -x "$SIDROOT/usr/bin/python3.15" ] && [ -x "$SIDROOT/usr/bin/python3.14" ] && return 0
+    if [ -x "$SIDROOT/usr/bin/python3.15" ] && [ -x "$SIDROOT/usr/bin/python3.14" ]; then
+        [ -x "$SIDROOT/usr/bin/chromium" ] && return 0
+        # A root made before Chromium was on the list.
+        in_sid bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+        return
+    fi
     if ! command -v mmdebstrap >/dev/null 2>&1; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap
     fi
@@ -75,8 +82,7 @@ ensure_sidroot() {
     mkdir -p "$(dirname "$SIDROOT")"
     # The registry's sid index is a snapshot: its Valid-Until date has passed.
     mmdebstrap --variant=apt --aptopt='Acquire::Check-Valid-Until "false"' \
-        --include=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps \
-        sid "$tmp" "$mirror"
+        --include="$SID_PACKAGES" sid "$tmp" "$mirror"
     # pip inside reaches PyPI through the same certificates as the host.
     cp /etc/ssl/certs/ca-certificates.crt "$tmp/etc/ssl/certs/ca-certificates.crt"
     rm -rf "$SIDROOT"
