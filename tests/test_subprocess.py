@@ -3,9 +3,10 @@
 Covers asyncio.create_subprocess_exec/shell (communicate, wait, the stdio
 options), loop.subprocess_exec with a protocol (the order of its callbacks),
 many concurrent children, a child flooding stdout to a slow reader, cancelling
-communicate() and wait(), process groups, bad input, and the two ways aloop
-sees a child exit (pidfd, or a waitpid thread). Every child is reaped: no
-test leaves a zombie or an fd behind.
+communicate() and wait(), process groups, bad input, the two ways aloop
+sees a child exit (pidfd, or a waiting thread), and how the exit is published
+(reaped only as returncode is set; wait() ends at the exit, open pipes or
+not). Every child is reaped: no test leaves a zombie or an fd behind.
 """
 
 from __future__ import annotations
@@ -446,6 +447,99 @@ def test_protocol_callback_order(watcher: str, no_fd_leak: None, no_zombie: None
         return [per_fd, sorted(map(str, events)), rc]
 
     assert run(aloop.new_event_loop, main) == run(asyncio.new_event_loop, main)
+
+
+# -- publishing the exit ------------------------------------------------------------------
+
+# From 3.14.7 the stdlib loop reaps a child and publishes its exit in one step
+# (gh-127049), and ends wait() at the exit whatever the pipes do (gh-119710):
+# from there on it is the reference for the tests below; before, it has neither
+# and these tests run on aloop alone.
+STDLIB_PUBLISHES_EXITS = sys.version_info >= (3, 14, 7)
+
+
+def exit_reference_loops() -> list[LoopFactory]:
+    """The loops the exit-publishing tests run on: aloop, and the stdlib loop where it agrees."""
+    loops: list[LoopFactory] = [aloop.new_event_loop]
+    if STDLIB_PUBLISHES_EXITS:
+        loops.insert(0, asyncio.new_event_loop)
+    return loops
+
+
+def unreaped(pid: int) -> bool:
+    """Whether ``pid`` is still our child, running or a zombie; False once reaped (pid free)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def test_a_child_is_reaped_only_as_its_exit_is_published(
+    watcher: str, no_fd_leak: None, no_zombie: None
+) -> None:
+    """While returncode is None the pid is not freed, so kill() never reaches a recycled pid."""
+
+    async def main() -> tuple[bool, int]:
+        proc = await asyncio.create_subprocess_exec(*BLOCKED)
+        proc.kill()
+        always_unreaped = True
+        while proc.returncode is None:
+            always_unreaped = always_unreaped and unreaped(proc.pid)
+            proc.kill()
+            await asyncio.sleep(0)
+        return always_unreaped, await proc.wait()
+
+    for factory in exit_reference_loops():
+        assert run(factory, main) == (True, -signal.SIGKILL)
+
+
+def test_the_waiting_thread_leaves_the_reaping_to_the_loop(
+    monkeypatch: pytest.MonkeyPatch, no_fd_leak: None, no_zombie: None
+) -> None:
+    """Without pidfds a thread waits for the exit; the pid stays ours till the loop publishes it."""
+    monkeypatch.setattr(aloop_children, "pidfd_supported", lambda: False)
+    if STDLIB_PUBLISHES_EXITS:
+        from asyncio import unix_events
+
+        monkeypatch.setattr(unix_events, "can_use_pidfd", lambda: False)
+
+    async def main() -> tuple[int, bool, int | None, int]:
+        before = set(threading.enumerate())
+        proc = await asyncio.create_subprocess_exec(*BLOCKED)
+        waiting = [thread for thread in threading.enumerate() if thread not in before]
+        proc.kill()
+        for thread in waiting:
+            thread.join()  # it saw the exit; the loop, blocked here, has not published it
+        still_ours, returncode = unreaped(proc.pid), proc.returncode
+        proc.kill()
+        return len(waiting), still_ours, returncode, await proc.wait()
+
+    for factory in exit_reference_loops():
+        assert run(factory, main) == (1, True, None, -signal.SIGKILL)
+
+
+def test_wait_returns_at_the_exit_while_a_grandchild_holds_the_pipes(
+    watcher: str, no_fd_leak: None, no_zombie: None
+) -> None:
+    """The pipes reach EOF only when the grandchild exits; wait() must not wait for that."""
+    grandchild = "import sys; sys.stdout.write('ready'); sys.stdout.flush(); sys.stdin.read()"
+    code = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+
+    async def main() -> tuple[bool, int, bytes]:
+        proc = await asyncio.create_subprocess_exec(PY, "-c", code, stdin=PIPE, stdout=PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        waiting = asyncio.create_task(proc.wait())  # begun before the exit
+        assert await proc.stdout.readexactly(5) == b"ready"
+        proc.kill()
+        # A bound against hanging, not a timing check: the exit comes right after the kill.
+        done, _ = await asyncio.wait({waiting}, timeout=60)
+        proc.stdin.close()  # the grandchild reads EOF and exits, closing the pipes
+        rest = await proc.stdout.read()
+        return bool(done), await waiting, rest
+
+    for factory in exit_reference_loops():
+        assert run(factory, main) == (True, -signal.SIGKILL, b"")
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -6,8 +6,9 @@ Protocol calls follow asyncio's order: ``connection_made`` once the pipes are
 connected (anything that happened before is replayed after it), then
 ``pipe_data_received``/``pipe_connection_lost`` per pipe, ``process_exited``,
 and ``connection_lost`` once the process has exited *and* every pipe is
-closed. A ``wait()`` begun before the exit returns after that last step, as in
-asyncio; one begun after it returns at once.
+closed. ``wait()`` returns once the process has exited, whatever its pipes do
+(a grandchild may hold them open for ever), as asyncio does since 3.13.15 and
+3.14.7 (gh-119710).
 
 The loop reports the child's exit (``_process_exited``); see
 ``aloop._core.children`` for how it watches for it.
@@ -179,7 +180,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
 
     def send_signal(self, signal: int) -> None:
         proc = self._check_proc()
-        if proc.returncode is not None:
+        if self._returncode is not None or proc.returncode is not None:
             return  # already reaped: the pid may belong to another process by now
         try:
             os.kill(proc.pid, signal)
@@ -288,15 +289,28 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             proc.returncode = returncode
         self._call(self._protocol.process_exited)
         self._try_finish()
+        self._wake_exit_waiters()
 
     async def _wait(self) -> int:
-        """The return code; a wait begun before the exit ends once the pipes are closed too."""
+        """The return code, once the process has exited (its pipes may still be open)."""
         if self._returncode is not None:
             return self._returncode
         waiter: asyncio.Future[int] = self._loop.create_future()
-        assert self._exit_waiters is not None
-        self._exit_waiters.append(waiter)
-        return await waiter
+        waiters = self._exit_waiters
+        assert waiters is not None
+        waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            # A cancelled wait leaves nothing behind (wait_for() in a loop, say).
+            if waiters is self._exit_waiters and waiter in waiters:
+                waiters.remove(waiter)
+
+    def _wake_exit_waiters(self) -> None:
+        waiters, self._exit_waiters = self._exit_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(self._returncode)  # type: ignore[arg-type]
 
     def _try_finish(self) -> None:
         if self._returncode is None or self._finished:
@@ -315,11 +329,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
             self._release()
 
     def _release(self) -> None:
-        """The end: wake the waits begun before the exit, drop the references."""
-        waiters, self._exit_waiters = self._exit_waiters, None
-        for waiter in waiters or ():
-            if not waiter.cancelled():
-                waiter.set_result(self._returncode)  # type: ignore[arg-type]
+        """The end: drop the references."""
         self._loop = None
         self._proc = None
         self._protocol = None
