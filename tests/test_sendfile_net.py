@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import socket
+import sys
 from typing import Any
 
 import pytest
@@ -116,3 +118,79 @@ def test_sendfile_on_a_closing_transport(loop_factory: LoopFactory, tmp_path: An
         return ""
 
     assert run(loop_factory, main) == "Transport is closing"
+
+
+# asyncio 3.14.6+ (gh-150107) always leaves the file at offset + bytes sent and
+# always seeks to offset first; earlier versions moved the file only after
+# sending something and seeked first only for a non-zero offset.
+SEEK_ALWAYS = sys.version_info >= (3, 14, 6)
+PRESET = 123  # where the file stands before each call
+
+
+async def sendfile_on_transport(
+    loop: asyncio.AbstractEventLoop, file: Any, offset: int
+) -> tuple[int, int, bytes]:
+    """``loop.sendfile`` over a socket transport: (sent, file.tell(), received)."""
+    a, b = socket.socketpair()
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, a)
+    reader = asyncio.StreamReader()
+    peer, _ = await loop.connect_accepted_socket(lambda: asyncio.StreamReaderProtocol(reader), b)
+    received_task = asyncio.ensure_future(reader.read())  # flow control: read meanwhile
+    file.seek(PRESET)
+    sent = await loop.sendfile(transport, file, offset)
+    position = file.tell()
+    transport.close()
+    received = await received_task
+    peer.close()
+    return sent, position, received
+
+
+async def sock_sendfile_on_socket(
+    loop: asyncio.AbstractEventLoop, file: Any, offset: int
+) -> tuple[int, int, bytes]:
+    """``loop.sock_sendfile`` on a socket: (sent, file.tell(), received)."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    with a, b:
+        received = bytearray()
+
+        async def read_all() -> None:
+            while chunk := await loop.sock_recv(b, 65536):
+                received.extend(chunk)
+
+        task = asyncio.ensure_future(read_all())
+        file.seek(PRESET)
+        sent = await loop.sock_sendfile(a, file, offset)
+        position = file.tell()
+        a.shutdown(socket.SHUT_WR)
+        await task
+    return sent, position, bytes(received)
+
+
+@pytest.mark.parametrize("through", ["transport", "socket"])
+def test_file_position_after_sendfile(
+    loop_factory: LoopFactory, tmp_path: Any, through: str
+) -> None:
+    """Where each of the native and fallback paths leaves the file, per version."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(DATA)
+    send = sendfile_on_transport if through == "transport" else sock_sendfile_on_socket
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[tuple[int, int, bool]]:
+        out = []
+        with open(path, "rb") as f:
+            # The native path, with nothing left to send after the offset.
+            sent, position, received = await send(loop, f, len(DATA))
+            out.append((sent, position, received == b""))
+        # The fallback (no fileno), from offset 0 with the file moved away.
+        sent, position, received = await send(loop, io.BytesIO(DATA), 0)
+        out.append((sent, position, received == DATA[len(DATA) - sent :]))
+        return out
+
+    size = len(DATA)
+    if SEEK_ALWAYS:
+        expected = [(0, size, True), (size, size, True)]
+    else:
+        expected = [(0, PRESET, True), (size - PRESET, size - PRESET, True)]
+    assert run(loop_factory, main) == expected

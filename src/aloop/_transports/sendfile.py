@@ -12,6 +12,7 @@ import errno
 import io
 import os
 import socket
+import sys
 from asyncio.constants import _SendfileMode
 from typing import Any
 
@@ -24,6 +25,11 @@ SOCK_FALLBACK_BLOCK = 256 * 1024
 TRANSPORT_FALLBACK_BLOCK = 16 * 1024
 
 _NotAvailable = asyncio.SendfileNotAvailableError
+
+# Since 3.14.6 (gh-150107) asyncio always leaves the file at offset + bytes
+# sent, even when nothing was sent or the offset is 0; before, it moved the
+# file only after sending something and seeked to the start only if offset.
+SEEK_ALWAYS = sys.version_info >= (3, 14, 6)
 
 
 # What a transport's ``_sendfile_compatible`` says: asyncio's own enum, so
@@ -96,7 +102,7 @@ async def _sock_sendfile_native(
 
     def finish() -> None:
         # Leave the file position after what was sent, as the fallback does.
-        if sent_total > 0:
+        if sent_total > 0 or SEEK_ALWAYS:
             os.lseek(fileno, position, os.SEEK_SET)
 
     def step() -> None:
@@ -143,19 +149,27 @@ async def _sock_sendfile_native(
     def on_done(_: object) -> None:
         if waiting and sock.fileno() != -1:
             loop._remove_writer(fd)
-        if fut.cancelled():
-            finish()
+        if fut.cancelled() and sent_total > 0:
+            os.lseek(fileno, position, os.SEEK_SET)
 
     fut.add_done_callback(on_done)
     step()
     return await fut
 
 
+def _seek_to_start(file: Any, offset: int) -> None:
+    """Move the file to where the fallback starts reading, as asyncio does."""
+    if SEEK_ALWAYS:
+        if hasattr(file, "seek"):
+            file.seek(offset)
+    elif offset:
+        file.seek(offset)
+
+
 async def _sock_sendfile_fallback(
     loop: Any, sock: socket.socket, file: Any, offset: int, count: int | None
 ) -> int:
-    if offset:
-        file.seek(offset)
+    _seek_to_start(file, offset)
     blocksize = min(count, SOCK_FALLBACK_BLOCK) if count else SOCK_FALLBACK_BLOCK
     buf = bytearray(blocksize)
     sent_total = 0
@@ -290,8 +304,7 @@ class _Interposer(asyncio.Protocol):
 async def _transport_sendfile_fallback(
     loop: Any, transport: Any, file: Any, offset: int, count: int | None
 ) -> int:
-    if offset:
-        file.seek(offset)
+    _seek_to_start(file, offset)
     blocksize = min(count, TRANSPORT_FALLBACK_BLOCK) if count else TRANSPORT_FALLBACK_BLOCK
     buf = bytearray(blocksize)
     sent_total = 0
