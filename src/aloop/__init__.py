@@ -6,6 +6,11 @@ with asyncio.Runner(loop_factory=aloop.new_event_loop) as runner: ...
 
 ``aloop.EventLoopPolicy`` and ``aloop.install()`` exist while asyncio has
 event loop policies (up to Python 3.15; deprecated from 3.14).
+
+PYTEST_DONT_REWRITE: pytest marks every top-level module of a distribution
+with a pytest plugin for assertion rewriting, and warns when one was imported
+before it started (a sitecustomize installing aloop); aloop has no test
+assertions to rewrite.
 """
 
 from typing import Any

@@ -1,9 +1,10 @@
-"""Testing helpers: virtual-time loops for pytest, pytest-asyncio and anyio.
+"""Testing helpers: aloop loops for pytest-asyncio and anyio, on real or virtual time.
 
-The pytest plugin (``aloop.testing.pytest_plugin``, registered through the
-``pytest11`` entry point) adds the ``aloop`` marker and the ``aloop_clock``
+The pytest plugin (the top-level module ``aloop_pytest``, registered through
+the ``pytest11`` entry point) adds the ``aloop`` marker and the ``aloop_clock``
 fixture. For pytest-asyncio (1.4+) and anyio, ``loop_factories`` and
-``loop_factory`` give factories to plug into their own hooks.
+``loop_factory`` give factories to plug into their own hooks: real time
+unless ``virtual_time=True`` is asked for.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ __all__ = ["loop_factories", "loop_factory"]
 
 
 def loop_factory(
-    *, virtual_time: bool = True, start: float = 0.0, autojump: bool = True
+    *, virtual_time: bool = False, start: float = 0.0, autojump: bool = True
 ) -> Callable[[], asyncio.AbstractEventLoop]:
-    """A factory of aloop loops, each with a fresh virtual clock (unless disabled)."""
+    """A factory of aloop loops; with ``virtual_time=True`` each gets a fresh virtual clock."""
     if not virtual_time:
         return new_event_loop
 
@@ -32,7 +33,7 @@ def loop_factory(
 
 
 def loop_factories(
-    *, virtual_time: bool = True, name: str = "aloop"
+    *, virtual_time: bool = False, name: str = "aloop"
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """For pytest-asyncio's ``pytest_asyncio_loop_factories`` hook."""
     return {name: loop_factory(virtual_time=virtual_time)}
