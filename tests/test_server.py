@@ -235,3 +235,45 @@ def test_close_clients_and_abort_clients() -> None:
         return lost
 
     assert aloop.run(main()) == [None, None, None]
+
+
+# gh-123720 (3.13.15, 3.14.7): cancelling serve_forever() closes the connections too.
+CANCEL_CLOSES_CLIENTS = sys.version_info >= (
+    (3, 13, 15) if sys.version_info < (3, 14) else (3, 14, 7)
+)
+
+
+def test_cancelled_serve_forever_and_a_client_that_never_sends(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        made: asyncio.Future[asyncio.BaseTransport] = loop.create_future()
+        lost: asyncio.Future[BaseException | None] = loop.create_future()
+
+        class Quiet(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                made.set_result(transport)
+
+            def connection_lost(self, exc: BaseException | None) -> None:
+                lost.set_result(exc)
+
+        server = await loop.create_server(Quiet, "127.0.0.1", 0)
+        task = asyncio.ensure_future(server.serve_forever())
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        transport = await made
+        task.cancel()
+        for _ in range(5):  # the cancellation runs in the serve_forever task
+            await asyncio.sleep(0)
+        out: list[Any] = [transport.is_closing(), server.is_serving()]
+        if transport.is_closing():
+            out.append(await reader.read())  # EOF: the server closed its side
+        writer.close()  # older versions wait for the client to go
+        await writer.wait_closed()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        out.append(await lost)
+        return out
+
+    expected: list[Any] = [CANCEL_CLOSES_CLIENTS, False]
+    if CANCEL_CLOSES_CLIENTS:
+        expected.append(b"")
+    assert run(loop_factory, main) == [*expected, None]

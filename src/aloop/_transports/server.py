@@ -33,6 +33,11 @@ logger = logging.getLogger("asyncio")
 ACCEPT_RETRY_DELAY = 1.0
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _PY312 = sys.version_info >= (3, 12)
+# gh-123720 (3.13.15, 3.14.7): a cancelled serve_forever() also closes the
+# server's connections, so a client that never sends cannot hold it open.
+_CLOSE_CLIENTS_ON_CANCEL = sys.version_info >= (
+    (3, 13, 15) if sys.version_info < (3, 14) else (3, 14, 7)
+)
 
 
 class Server(asyncio.AbstractServer):
@@ -151,6 +156,8 @@ class Server(asyncio.AbstractServer):
         except asyncio.CancelledError:
             try:
                 self.close()
+                if _CLOSE_CLIENTS_ON_CANCEL:
+                    self.close_clients()
                 await self.wait_closed()
             finally:
                 raise
