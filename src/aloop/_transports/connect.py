@@ -107,6 +107,9 @@ async def _connect_one(
         if sock is not None:
             sock.close()
         raise
+    finally:
+        # ``errors`` holds the exception whose traceback holds this frame: no cycle.
+        del errors
 
 
 async def _staggered(
@@ -188,6 +191,8 @@ async def make_transport(
         await waiter
     except BaseException:
         transport.close()
+        # The waiter holds the exception, whose traceback holds this frame: no cycle.
+        del waiter
         raise
     return transport, protocol
 
@@ -247,7 +252,9 @@ async def _connect_host(
         try:
             raise _failure(errors, all_errors)
         finally:
-            errors = []  # no cycle through the traceback
+            # The exception's traceback holds this frame, whose ``errors`` (also
+            # bound in each attempt) holds the exception: no cycle.
+            errors.clear()
     return sock
 
 

@@ -65,22 +65,7 @@ def _wait(
     fut: asyncio.Future[_T] = loop.create_future()
     fd = sock.fileno()
     check_fd_free(loop, fd)
-
-    def on_ready() -> None:
-        if fut.done():
-            return
-        try:
-            result = attempt()
-        except _WOULD_BLOCK:
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-
-    handle = (loop._add_writer if write else loop._add_reader)(fd, on_ready)
+    handle = (loop._add_writer if write else loop._add_reader)(fd, _on_ready, fut, attempt)
 
     def on_done(_: object) -> None:
         # If our handle was replaced by someone else's, leave theirs in place.
@@ -89,6 +74,25 @@ def _wait(
 
     fut.add_done_callback(on_done)
     return fut
+
+
+def _on_ready(fut: asyncio.Future[_T], attempt: Callable[[], _T]) -> None:
+    """The socket is ready: try again, and resolve ``fut`` unless it would still block."""
+    if fut.done():
+        return
+    try:
+        result = attempt()
+    except _WOULD_BLOCK:
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+    finally:
+        # This frame stays in a failure's traceback, and ``fut`` holds the exception.
+        del fut
 
 
 async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:

@@ -98,6 +98,22 @@ def accept_tls(
     waiter.add_done_callback(handshake_done)
 
 
+def _take_early_ciphertext(protocol: asyncio.BaseProtocol, tls: SSLProtocol) -> None:
+    """Hand what a stream reader already buffered to the TLS layer.
+
+    A client may send its ClientHello right behind the plaintext that asks for
+    TLS (STARTTLS), so the server's StreamReader can hold the start of the
+    handshake when ``start_tls`` begins; left there, the handshake never ends.
+    """
+    if not isinstance(protocol, asyncio.StreamReaderProtocol):
+        return
+    reader = getattr(protocol, "_stream_reader", None)
+    buffer = getattr(reader, "_buffer", None)
+    if buffer:
+        tls._incoming.write(buffer)
+        buffer.clear()
+
+
 async def start_tls(
     loop: Any,
     transport: asyncio.BaseTransport,
@@ -132,6 +148,8 @@ async def start_tls(
     # Nothing may be read between the switch of protocols and connection_made().
     raw: Any = transport
     raw.pause_reading()
+    if server_side:
+        _take_early_ciphertext(protocol, tls)
     raw.set_protocol(tls)
     made = loop.call_soon(tls.connection_made, transport)
     resumed = loop.call_soon(raw.resume_reading)
@@ -141,6 +159,8 @@ async def start_tls(
         transport.close()
         made.cancel()
         resumed.cancel()
+        # The waiter holds the exception, whose traceback holds this frame: no cycle.
+        del waiter
         raise
     app = tls._app_transport
     if app is None:
