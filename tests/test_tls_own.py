@@ -22,6 +22,7 @@ import pytest
 from test.test_asyncio import utils as test_utils
 from tests.conftest import LoopFactory
 from tests.conftest import run_with_loop as run
+from tests.test_tls import skip_stdlib_before
 
 import aloop
 from aloop._transports.sslproto import SSLProtocol, SSLTransport
@@ -250,7 +251,11 @@ def tls_thread_server(sock: socket.socket, answer_close_notify: bool) -> tuple[s
         while True:
             try:
                 chunk = tls.recv(65536)
-            except (ssl.SSLEOFError, ConnectionResetError):
+            except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError):
+                # The TCP connection ended without close_notify. OpenSSL 3.0 reports
+                # that as SSLEOFError; newer releases (3.6, which the 3.14 and 3.15
+                # builds here use) first try to send an alert, which fails on the
+                # closed socket with EPIPE.
                 return "ragged EOF", data
             if not chunk:
                 if answer_close_notify:
@@ -363,6 +368,93 @@ def test_shutdown_timeout_when_peer_never_answers(loop_factory: LoopFactory) -> 
         return [type(exc).__name__, str(exc), 0.25 < elapsed < 5]
 
     assert run(loop_factory, main) == ["TimeoutError", "SSL shutdown timed out", True]
+
+
+class Filler(Recorder):
+    """Also records whether the transport asked it to stop writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused = False
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
+
+def eof_then_deaf_peer(sock: socket.socket, filled: threading.Event, done: threading.Event) -> None:
+    """A TLS server that, once the client has filled the connection, sends a TCP EOF
+    (no close_notify) and never reads again, keeping its socket open until ``done``."""
+    sock.settimeout(DEADLINE)
+    with server_context().wrap_socket(sock, server_side=True) as tls:
+        filled.wait(DEADLINE)
+        tls.shutdown(socket.SHUT_WR)
+        done.wait(DEADLINE)
+
+
+@pytest.mark.parametrize("close_first", [True, False], ids=["close-then-eof", "eof-only"])
+def test_shutdown_timeout_covers_a_peer_that_sent_eof_and_stopped_reading(
+    loop_factory: LoopFactory, close_first: bool
+) -> None:
+    # After the peer's EOF the shutdown is over on the TLS side, but the raw
+    # transport still flushes what it buffered before closing, which a peer that
+    # does not read delays forever: the shutdown timeout must cover that too.
+    skip_stdlib_before((3, 14), loop_factory, "the timeout stops at the peer's EOF")
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        a, b = socket.socketpair()
+        filled, done = threading.Event(), threading.Event()
+        peer = asyncio.ensure_future(asyncio.to_thread(eof_then_deaf_peer, b, filled, done))
+        transport, proto = await loop.create_connection(
+            Filler, sock=a, ssl=client_context(), server_hostname="", ssl_shutdown_timeout=0.2
+        )
+        try:
+            chunk = bytes(1 << 20)
+            for _ in range(64):
+                if proto.paused:
+                    break
+                transport.write(chunk)
+                await asyncio.sleep(0)
+            if close_first:
+                transport.close()
+            filled.set()
+            exc = await asyncio.wait_for(proto.lost, DEADLINE)
+        finally:
+            filled.set()
+            done.set()
+            transport.abort()
+        await peer
+        return [proto.paused, type(exc).__name__, str(exc)]
+
+    assert run(loop_factory, main) == [True, "TimeoutError", "SSL shutdown timed out"]
+
+
+def handshaken_peer(sock: socket.socket) -> ssl.SSLSocket:
+    sock.settimeout(DEADLINE)
+    return server_context().wrap_socket(sock, server_side=True)
+
+
+def test_transport_is_closing_once_the_raw_one_is(loop_factory: LoopFactory) -> None:
+    # A failed write closes the raw transport at once; connection_lost() comes an
+    # iteration later. Since 3.14 (gh-118950) the TLS transport says it is closing
+    # in between (StreamWriter.drain() relies on it); before, it did not.
+    expected = hasattr(asyncio.sslproto.SSLProtocol, "_is_transport_closing")
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        a, b = socket.socketpair()
+        handshake = asyncio.ensure_future(asyncio.to_thread(handshaken_peer, b))
+        transport, proto = await loop.create_connection(
+            Recorder, sock=a, ssl=client_context(), server_hostname=""
+        )
+        (await handshake).close()  # the client's next write fails (EPIPE)
+        transport.write(b"into the void")
+        closing = transport.is_closing()
+        exc = await asyncio.wait_for(proto.lost, DEADLINE)
+        return [closing, type(exc).__name__, transport.is_closing()]
+
+    assert run(loop_factory, main) == [expected, "BrokenPipeError", True]
 
 
 def test_timeouts_must_be_positive(loop_factory: LoopFactory) -> None:

@@ -21,9 +21,12 @@ and from any of them back to UNWRAPPED when the connection fails or is lost.
 
 FLUSHING delivers what is already decrypted before SHUTDOWN sends
 close_notify and waits for the peer's. Handshake and shutdown each have a
-timeout, with asyncio's errors and messages. Behaviour follows the stdlib
-loop of the running Python (older releases differ in how an abort reaches the
-raw transport; see ``_abort``).
+timeout, with asyncio's errors and messages; the shutdown timeout lasts until
+the raw transport has flushed and closed (asyncio before 3.14 stopped it at the
+peer's EOF and could then wait forever for a peer that no longer reads).
+Otherwise behaviour follows the stdlib loop of the running Python: releases
+differ in how an abort reaches the raw transport and in ``is_closing()`` (see
+the flags below).
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ __all__ = ["AppState", "SSLProtocol", "SSLTransport", "TLSState", "water_marks"]
 # down to the raw transport (``_force_close(exc)``); before, it called the raw
 # transport's ``abort()``. Do what this Python's own asyncio does.
 _ABORT_PASSES_EXC = "exc" in inspect.signature(_stdlib_sslproto.SSLProtocol._abort).parameters
+# gh-118950 (3.14): the TLS transport is closing as soon as the raw one is (a failed
+# write closes it at once, connection_lost() follows an iteration later), so that
+# StreamWriter.drain() sees it. Again, do what this Python's asyncio does.
+_CLOSING_FOLLOWS_RAW = hasattr(_stdlib_sslproto.SSLProtocol, "_is_transport_closing")
 
 # OpenSSL needs more ciphertext before it can go on (or, for SSLSyscallError, the
 # peer vanished mid-record; the raw transport's EOF reports that): try again later.
@@ -191,7 +198,10 @@ class SSLTransport(asyncio.Transport):
         return cast(asyncio.BaseProtocol, None if proto is None else proto._app_protocol)
 
     def is_closing(self) -> bool:
-        return self._closed
+        if self._closed:
+            return True
+        proto = self._ssl_protocol
+        return _CLOSING_FOLLOWS_RAW and proto is not None and proto._raw_closing()
 
     # -- closing ---------------------------------------------------------------------
 
@@ -372,6 +382,10 @@ class SSLProtocol(asyncio.BufferedProtocol):
         """Switch the application protocol; a BufferedProtocol is decrypted into directly."""
         self._app_protocol = app_protocol
         self._app_is_buffered = isinstance(app_protocol, asyncio.BufferedProtocol)
+
+    def _raw_closing(self) -> bool:
+        """Whether the raw transport below is closing (or closed)."""
+        return self._transport is not None and bool(self._transport.is_closing())
 
     def _get_extra_info(self, name: str, default: Any = None) -> Any:
         """TLS details first, then whatever the raw transport knows (socket, peername...)."""
@@ -609,14 +623,19 @@ class SSLProtocol(asyncio.BufferedProtocol):
             self._on_shutdown_complete(None)
 
     def _on_shutdown_complete(self, failure: BaseException | None) -> None:
-        if self._shutdown_timer is not None:
-            self._shutdown_timer.cancel()
-            self._shutdown_timer = None
         if failure is not None:
+            self._cancel_timers()
             self._fatal_error(failure)
-        else:
-            # The raw transport sends what it buffered (our close_notify), then closes.
-            self._loop.call_soon(self._transport.close)
+            return
+        # The raw transport sends what it buffered (our close_notify), then closes:
+        # a peer that stopped reading can delay that forever, so the shutdown
+        # timeout runs on until connection_lost(); it starts now if the peer's EOF
+        # began the shutdown.
+        if self._shutdown_timer is None:
+            self._shutdown_timer = self._loop.call_later(
+                self._shutdown_timeout, self._check_shutdown_timeout
+            )
+        self._loop.call_soon(self._transport.close)
 
     def _abort(self, exc: BaseException | None) -> None:
         """Drop the raw connection without close_notify."""
