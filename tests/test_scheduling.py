@@ -7,6 +7,7 @@ import contextvars
 import gc
 import re
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -498,6 +499,54 @@ def test_eager_start_and_eager_task_factory(loop_factory: LoopFactory) -> None:
     assert loop.run_until_complete(main()) == (True, True)
     assert steps == ["child ran"] * (2 if isinstance(loop, aloop.Loop) else 1)
     loop.close()
+
+
+def test_task_factory_gets_the_name_from_314(loop_factory: LoopFactory) -> None:
+    """asyncio 3.14+ passes ``name`` to the task factory; earlier, the loop set it after."""
+    loop = loop_factory()
+    received: list[dict[str, Any]] = []
+
+    def factory(lp: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        received.append(dict(kwargs))
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def nothing() -> None:
+        pass
+
+    loop.set_task_factory(factory)
+    task = loop.create_task(nothing(), name="via factory")
+    loop.run_until_complete(task)
+    loop.close()
+    expected = {"name": "via factory"} if sys.version_info >= (3, 14) else {}
+    assert (received, task.get_name()) == ([expected], "via factory")
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio, "eager_task_factory"), reason="eager tasks exist from Python 3.12"
+)
+def test_eager_task_in_a_task_group_runs_with_its_name(loop_factory: LoopFactory) -> None:
+    loop = loop_factory()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    async def child() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append(task.get_name())
+
+    async def main() -> str:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(child(), name="example name")
+        return task.get_name()
+
+    final = loop.run_until_complete(main())
+    loop.close()
+    # Before 3.14 the name was set after the eager first step had run.
+    assert final == "example name"
+    if sys.version_info >= (3, 14):
+        assert seen == ["example name"]
+    else:
+        assert seen != ["example name"] and seen[0].startswith("Task-")
 
 
 @pytest.mark.skipif(hasattr(asyncio, "eager_task_factory"), reason="3.11 has no eager tasks")

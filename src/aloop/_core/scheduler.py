@@ -63,6 +63,9 @@ POLL_INTERVAL: Final = 0.0002
 HOLD_RECHECK: Final = 0.01
 
 _HAS_EAGER_TASKS: Final = sys.version_info >= (3, 12)
+# asyncio 3.14+ hands ``name`` to the task factory, so an eagerly started task
+# runs its first step already named; before, the loop named the task after.
+_FACTORY_GETS_NAME: Final = sys.version_info >= (3, 14)
 
 # asyncio.constants.DEBUG_STACK_DEPTH
 _DEBUG_STACK_DEPTH: Final = 10
@@ -714,9 +717,14 @@ def _make_task(
         return task
     if context is not None:
         kwargs["context"] = context
-    made: asyncio.Task[Any] = factory(loop, coro, **kwargs)
-    if name is not None:
-        made.set_name(name)
+    if _FACTORY_GETS_NAME:
+        if name is not None:
+            kwargs["name"] = name
+        made: asyncio.Task[Any] = factory(loop, coro, **kwargs)
+    else:
+        made = factory(loop, coro, **kwargs)
+        if name is not None:
+            made.set_name(name)
     return made
 
 
