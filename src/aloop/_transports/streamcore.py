@@ -15,6 +15,7 @@ import collections
 import itertools
 import os
 import socket
+import sys
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -43,6 +44,12 @@ _write: Final = os.write
 SMALL_READ: Final = 512 - 33
 _IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 _HAS_SENDMSG: Final = hasattr(socket.socket, "sendmsg")
+# What write() says of a non-bytes argument: asyncio's wording changed in 3.14.
+_WRITE_TYPE_ERROR: Final = (
+    "data argument must be a bytes, bytearray, or memoryview object, not {!r}"
+    if sys.version_info >= (3, 14)
+    else "data argument must be a bytes-like object, not {!r}"
+)
 
 
 class StreamCore(SocketCore):
@@ -169,9 +176,7 @@ class StreamCore(SocketCore):
         elif isinstance(data, (bytearray, memoryview)):
             size = memoryview(data).nbytes
         else:
-            raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
-            )
+            raise TypeError(_WRITE_TYPE_ERROR.format(type(data).__name__))
         if self.eof:
             raise RuntimeError("Cannot call write() after write_eof()")
         if self.empty_waiter is not None:
