@@ -261,6 +261,10 @@ def test_cancelling_the_awaiting_task() -> None:
 
                 running_task = asyncio.ensure_future(waiter(running_fut))
                 queued_task = asyncio.ensure_future(waiter(queued_fut))
+                # Let both tasks start awaiting their futures. From 3.14,
+                # to_thread() may return without yielding (its job can finish
+                # before wrap_future chains it), so it cannot be relied on here.
+                await asyncio.sleep(0)
                 await asyncio.to_thread(started.wait, 60)
                 running_task.cancel()
                 queued_task.cancel()
@@ -298,6 +302,32 @@ def test_cancelling_the_awaiting_task() -> None:
     ]
     assert run(aloop.new_event_loop) == expected
     assert errors == []
+
+
+class InlineExecutor(concurrent.futures.Executor):
+    """Runs each call in ``submit`` itself: the future is done when returned."""
+
+    def submit(
+        self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def test_run_in_executor_with_a_job_already_done() -> None:
+    """Whether the asyncio future is done at once (3.14's wrap_future) or a turn later."""
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(InlineExecutor(), pow, 2, 10)
+        out: list[Any] = [fut.done()]
+        out.append(await fut)
+        return out
+
+    expected = run_on(asyncio.new_event_loop, main)
+    assert expected[1] == 1024
+    assert run_on(aloop.new_event_loop, main) == expected
 
 
 def test_debug_mode_refuses_coroutine_functions(loop_factory: LoopFactory) -> None:
