@@ -316,3 +316,14 @@ def test_empty_resolution_is_an_oserror(loop_factory: LoopFactory) -> None:
         return ""
 
     assert run(loop_factory, main) == "getaddrinfo() returned empty list"
+
+
+def test_connection_failure_without_any_oserror_is_a_timeout() -> None:
+    """asyncio 3.14's rule when a connection race ends with no OSError recorded."""
+    from aloop._transports.connect import _failure
+
+    for all_errors in (False, True):
+        exc = _failure([], all_errors)
+        assert (type(exc), str(exc)) == (TimeoutError, "create_connection failed")
+    refused = ConnectionRefusedError(111, "refused")
+    assert _failure([refused], False) is refused

@@ -50,6 +50,9 @@ def interleave_addrinfos(infos: list[dns.AddrInfo], first_family_count: int = 1)
 
 def _failure(exceptions: list[OSError], all_errors: bool) -> BaseException:
     """The one exception to raise when every connection attempt failed."""
+    if not exceptions:
+        # No attempt got as far as an OSError (a staggered race ended without one).
+        return TimeoutError("create_connection failed")
     if all_errors:
         return ExceptionGroup("create_connection failed", exceptions)
     if len(exceptions) == 1:
@@ -100,16 +103,24 @@ async def _connect_one(
         return sock
     except OSError as exc:
         errors.append(exc)
-        if sock is not None:
-            sock.close()
+        _close_quietly(sock)
         raise
     except BaseException:
-        if sock is not None:
-            sock.close()
+        _close_quietly(sock)
         raise
     finally:
         # ``errors`` holds the exception whose traceback holds this frame: no cycle.
         del errors
+
+
+def _close_quietly(sock: socket.socket | None) -> None:
+    """Close a failed attempt's socket; an error there must not hide the attempt's own."""
+    if sock is None:
+        return
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 async def _staggered(
