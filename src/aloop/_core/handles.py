@@ -7,11 +7,12 @@ so creating and running one costs far less than the stdlib versions.
 
 from __future__ import annotations
 
+import _thread
 import builtins
 import contextvars
 import inspect
 import traceback
-from asyncio import format_helpers
+from asyncio import events, format_helpers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +30,12 @@ _context_run: Final = contextvars.Context.run
 # The builtin, called as an object, looks the name up without raising.
 lookup: Final[Callable[[object, str, object], Any]] = builtins.getattr
 StackSummary = traceback.StackSummary
+
+# The C lock itself: threading.RLock is a Python function in front of it.
+_RLock: Final = _thread.RLock
+
+# 3.14+: the class of the handles asyncio's call_soon_threadsafe returns.
+STDLIB_THREADSAFE_HANDLE: Final[Any] = lookup(events, "_ThreadSafeHandle", None)
 
 # 3.13 shows a callback's arguments in reprs only in debug mode.
 _ARGS_ONLY_IN_DEBUG: Final = (
@@ -142,6 +149,10 @@ def run_handle(handle: Handle | None) -> None:
     mypyc miscounts references on a ``del`` of a local after its last use.)
     """
     assert handle is not None
+    if isinstance(handle, ThreadSafeHandle):  # one type-pointer compare when compiled
+        run_locked(handle)
+        handle = None
+        return
     callback = handle._callback
     args = handle._args
     context = handle._context
@@ -159,6 +170,91 @@ def run_handle(handle: Handle | None) -> None:
         handle._report(exc)
     callback = None
     args = None
+    handle = None
+
+
+@mypyc_attr(free_list_len=1)
+class ThreadSafeHandle(Handle):
+    """What ``call_soon_threadsafe`` returns on 3.14+ (asyncio's ``_ThreadSafeHandle``).
+
+    Another thread may cancel it: ``cancel()`` and ``cancelled()`` wait while
+    the callback runs, and a handle cancelled after the loop took it from the
+    queue but before it started does not run. The callback itself may cancel
+    its own handle (the lock is reentrant); it then runs to its end.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(
+        self,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        loop: BaseLoop,
+        context: contextvars.Context | None,
+    ) -> None:
+        super().__init__(callback, args, loop, context)
+        self._lock = _RLock()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> Any:
+        """asyncio's ``_ThreadSafeHandle``: ``isinstance`` checks against it hold."""
+        if STDLIB_THREADSAFE_HANDLE is None:
+            return ThreadSafeHandle
+        return STDLIB_THREADSAFE_HANDLE
+
+    def _repr_info(self) -> list[str]:
+        info = super()._repr_info()
+        info[0] = "_ThreadSafeHandle"  # asyncio's name for it
+        return info
+
+    # acquire()/release() rather than ``with``: compiled, ``with`` looks up
+    # and calls __enter__ and __exit__ generically.
+
+    def cancel(self) -> None:
+        lock = self._lock
+        lock.acquire()
+        try:
+            super().cancel()
+        finally:
+            lock.release()
+
+    def cancelled(self) -> bool:
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._cancelled
+        finally:
+            lock.release()
+
+
+def run_locked(handle: ThreadSafeHandle | None) -> None:
+    """Run a thread-safe handle's callback holding its lock, unless cancelled meanwhile.
+
+    Lets go of the handle at the end, for the reason given in ``run_handle``.
+    """
+    assert handle is not None
+    lock = handle._lock
+    lock.acquire()
+    try:
+        if not handle._cancelled:
+            callback = handle._callback
+            args = handle._args
+            context = handle._context
+            try:
+                if not args:
+                    _context_run(context, callback)  # type: ignore[arg-type]
+                elif len(args) == 1:
+                    _context_run(context, callback, args[0])  # type: ignore[arg-type]
+                else:
+                    _context_run(context, callback, *args)  # type: ignore[arg-type]
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                handle._report(exc)
+            callback = None
+            args = None
+    finally:
+        lock.release()
     handle = None
 
 

@@ -30,7 +30,14 @@ from aloop._core import debug, errors
 from aloop._core.clock import VirtualClock
 from aloop._core.deadlock import VirtualTimeDeadlock, describe_deadlock
 from aloop._core.fdtable import FdTable, fileobj_to_fd
-from aloop._core.handles import Handle, TimerHandle, owner_of, run_handle
+from aloop._core.handles import (
+    STDLIB_THREADSAFE_HANDLE,
+    Handle,
+    ThreadSafeHandle,
+    TimerHandle,
+    owner_of,
+    run_handle,
+)
 from aloop._core.hooks import Instruments
 from aloop._core.recorder import (
     Recorder,
@@ -51,8 +58,15 @@ from aloop._io.wakeup import Waker
 _monotonic: Final = time.monotonic
 _perf_counter: Final = time.perf_counter
 _get_ident: Final = threading.get_ident
-_Task: Final = asyncio.Task
-_Future: Final = asyncio.Future
+# The Task and Future classes are looked up on every create_task and
+# create_future, as asyncio's own loop does: a program or a test may make
+# ``asyncio.tasks.Task`` the pure-Python Task (and ``asyncio.futures.Future``
+# the pure-Python Future), and the loop must then build those. A lookup in the
+# module's dict is the cheapest form of that (one dict probe).
+_TASKS_NS: Final[dict[str, Any]] = asyncio.tasks.__dict__
+_FUTURES_NS: Final[dict[str, Any]] = asyncio.futures.__dict__
+# What a task's step callback may be bound to (hooks recognise task steps).
+_TASK_TYPES: Final = (asyncio.Task, asyncio.tasks._PyTask)  # type: ignore[attr-defined]
 
 # With callbacks queued, the loop still polls for I/O at least this often
 # (seconds), so ready sockets never wait long behind a stream of callbacks.
@@ -66,6 +80,8 @@ _HAS_EAGER_TASKS: Final = sys.version_info >= (3, 12)
 # asyncio 3.14+ hands ``name`` to the task factory, so an eagerly started task
 # runs its first step already named; before, the loop named the task after.
 _FACTORY_GETS_NAME: Final = sys.version_info >= (3, 14)
+# call_soon_threadsafe returns a handle other threads may cancel (asyncio 3.14+).
+_THREADSAFE_HANDLES: Final = STDLIB_THREADSAFE_HANDLE is not None
 
 # asyncio.constants.DEBUG_STACK_DEPTH
 _DEBUG_STACK_DEPTH: Final = 10
@@ -236,8 +252,14 @@ class BaseLoop:
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> Handle:
-        """Like ``call_soon``, from any thread; wakes a sleeping loop at once."""
-        handle = _new_handle(self, callback, args, context, "call_soon_threadsafe")
+        """Like ``call_soon``, from any thread; wakes a sleeping loop at once.
+
+        On 3.14+ the handle may be cancelled from any thread, as asyncio's.
+        """
+        if _THREADSAFE_HANDLES:
+            handle = _new_threadsafe_handle(self, callback, args, context)
+        else:
+            handle = _new_handle(self, callback, args, context, "call_soon_threadsafe")
         self._ready.append(handle)
         # The loop's own thread needs no wake-up unless it is inside poll:
         # a signal handler runs there, and poll resumes after it returns.
@@ -272,7 +294,8 @@ class BaseLoop:
     # -- futures and tasks ---------------------------------------------------
 
     def create_future(self) -> asyncio.Future[Any]:
-        return _Future(loop=self)  # type: ignore[arg-type]
+        future: asyncio.Future[Any] = _FUTURES_NS["Future"](loop=self)
+        return future
 
     def create_task(
         self,
@@ -542,10 +565,27 @@ def _new_handle(
     return handle
 
 
+def _new_threadsafe_handle(
+    loop: BaseLoop,
+    callback: Callable[..., object],
+    args: tuple[Any, ...],
+    context: contextvars.Context | None,
+) -> Handle:
+    """``call_soon_threadsafe``'s handle on 3.14+: one other threads may cancel."""
+    if loop._closed:
+        raise RuntimeError("Event loop is closed")
+    if not loop._debug:
+        return ThreadSafeHandle(callback, args, loop, context)
+    debug.check_callback(callback, "call_soon_threadsafe")
+    handle = ThreadSafeHandle(callback, args, loop, context)
+    handle._source_traceback = debug.capture_stack()
+    return handle
+
+
 def _note_scheduled(instruments: Instruments, callback: object) -> None:
     """Report a task step being queued (``task_scheduled``)."""
     owner = owner_of(callback)
-    if isinstance(owner, _Task):
+    if isinstance(owner, _TASK_TYPES):
         instruments.scheduled(owner)
 
 
@@ -642,7 +682,7 @@ def _run_observed(loop: BaseLoop, handle: Handle | None) -> None:
     if instruments is not None:
         if instruments.task_steps:
             owner = owner_of(handle._callback)
-            if isinstance(owner, _Task):
+            if isinstance(owner, _TASK_TYPES):
                 task = owner
                 instruments.call("before_task_step", task)
         if instruments.callbacks:
@@ -708,10 +748,13 @@ def _make_task(
     """The task factory's product, else an asyncio Task (a function: see ``_run_once``)."""
     factory = loop._task_factory
     if factory is None:
+        task_cls = _TASKS_NS["Task"]
         if kwargs:
-            task = _Task(coro, loop=loop, name=name, context=context, **kwargs)  # type: ignore[arg-type]
+            task: asyncio.Task[Any] = task_cls(
+                coro, loop=loop, name=name, context=context, **kwargs
+            )
         else:
-            task = _Task(coro, loop=loop, name=name, context=context)  # type: ignore[arg-type]
+            task = task_cls(coro, loop=loop, name=name, context=context)
         if loop._debug:
             _trim_source_traceback(task)
         return task
