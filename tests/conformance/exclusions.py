@@ -39,3 +39,26 @@ EXCLUSIONS.update(
         for family in ("ipv4", "ipv6")
     }
 )
+
+_EVENTS_LOOP_CLASSES = ("EPollEventLoopTests", "PollEventLoopTests", "SelectEventLoopTests")
+
+EXCLUSIONS.update(
+    {
+        f"test_events.{cls}.test_internal_fds": (
+            "asserts the stdlib selector loop's private _internal_fds count and its "
+            "_csock/_ssock self-pipe sockets; the test skips itself on any loop that is not "
+            "an asyncio.selector_events.BaseSelectorEventLoop"
+        )
+        for cls in _EVENTS_LOOP_CLASSES
+    }
+)
+EXCLUSIONS.update(
+    {
+        f"test_events.{cls}.test_timeout_rounding": (
+            "counts iterations by replacing the private loop._run_once on the instance (which "
+            "the stdlib's run_forever looks up each time) and builds its assertion message "
+            "from the stdlib-private loop._selector"
+        )
+        for cls in _EVENTS_LOOP_CLASSES
+    }
+)

@@ -5,7 +5,7 @@ Usage::
 
     python tests/conformance/harness.py --loop aloop --module test_tasks
         [--module test_locks ...] [--only TEST_ID_OR_PREFIX ...] [--shard K/N]
-        [--timeout 20] [--json OUT.json]
+        [--timeout 20] [--all-tests] [--json OUT.json]
 
 ``--loop`` is ``stdlib`` (asyncio's default loop), ``aloop`` (``aloop.EventLoopPolicy``)
 or ``package.module:attr`` where ``attr`` is an ``asyncio.AbstractEventLoopPolicy``
@@ -15,10 +15,11 @@ How the loop is injected (identically for every ``--loop``, so the stdlib run is
 the exact baseline of the candidate run):
 
 * an instance of the loop's policy is installed, and ``asyncio.set_event_loop_policy``
-  is wrapped so that ``set_event_loop_policy(None)`` (which every test module calls
-  in ``tearDownModule``, and ``test_runners`` in ``tearDown``) re-installs it
-  instead of falling back to the stdlib policy; other policies set by tests are
-  honoured;
+  (3.14+: also the private ``asyncio.events._set_event_loop_policy`` the tests call
+  instead) is wrapped so that ``set_event_loop_policy(None)`` (which every test
+  module calls in ``tearDownModule``, and ``test_runners`` in ``tearDown``)
+  re-installs it instead of falling back to the stdlib policy; other policies set
+  by tests are honoured;
 * ``asyncio.SelectorEventLoop`` and ``asyncio.EventLoop`` (3.13+) are pointed at the
   loop class, for tests that construct "the default loop" by class name
   (``test_runners``' ``test_loop_factory_default_event_loop``);
@@ -282,9 +283,19 @@ def install_loop(spec: str) -> LoopInfo:
 
     events.set_event_loop_policy = set_event_loop_policy
     asyncio.set_event_loop_policy = set_event_loop_policy
+    # 3.14+: the tests reset the policy through the private setter (the public
+    # one is deprecated), which the public one also calls.
+    original_private_set = getattr(events, "_set_event_loop_policy", None)
+    if original_private_set is not None:
+
+        def set_policy_private(policy: asyncio.AbstractEventLoopPolicy | None) -> None:
+            original_private_set(info.installed_policy_cls() if policy is None else policy)
+
+        events._set_event_loop_policy = set_policy_private  # type: ignore[attr-defined]
     set_event_loop_policy(None)
     info.adaptations.append(
-        f"policy {_qualname(policy_cls)} installed; set_event_loop_policy(None) re-installs it"
+        f"policy {_qualname(policy_cls)} installed; set_event_loop_policy(None) "
+        "(and 3.14's private _set_event_loop_policy(None)) re-installs it"
     )
 
     for name in ("SelectorEventLoop", "EventLoop"):
@@ -554,7 +565,7 @@ def worker_main(args: argparse.Namespace) -> int:
         if adapt is not None:
             adapt(module, info)
         count = 0
-        patterns = test_patterns(name)
+        patterns = None if args.all_tests else test_patterns(name)
         selected = [
             test
             for test in _iter_tests(loader.loadTestsFromModule(module))
@@ -611,6 +622,7 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
     python: str | None = None,
     max_restarts: int = 25,
+    all_tests: bool = False,
 ) -> dict[str, Any]:
     """Run ``modules`` on ``loop`` in worker subprocesses; return the JSON-able report."""
     python = python or sys.executable
@@ -658,6 +670,8 @@ def run(
                 cmd += ["--module", name]
             for test_id in only or ():
                 cmd += ["--only", test_id]
+            if all_tests:
+                cmd.append("--all-tests")
             killed = False
             with open(log_path, "wb") as log:
                 proc = subprocess.Popen(
@@ -817,6 +831,11 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TIMEOUT,
         help="per-test timeout in seconds (default %(default)s)",
     )
+    parser.add_argument(
+        "--all-tests",
+        action="store_true",
+        help="ignore modules.py's name patterns: run every test of partly covered modules",
+    )
     parser.add_argument("--json", help="write the report here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--events", help=argparse.SUPPRESS)
@@ -826,7 +845,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args)
     _parse_shard(args.shard)
-    report = run(args.loop, args.module, only=args.only, shard=args.shard, timeout=args.timeout)
+    report = run(
+        args.loop,
+        args.module,
+        only=args.only,
+        shard=args.shard,
+        timeout=args.timeout,
+        all_tests=args.all_tests,
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, sort_keys=True))
     print(summarize(report), file=sys.stderr)
