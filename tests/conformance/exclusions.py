@@ -62,3 +62,39 @@ EXCLUSIONS.update(
         for cls in _EVENTS_LOOP_CLASSES
     }
 )
+
+# Python 3.14's tests that reach into the stdlib loop's private machinery.
+_WATCHER_CLASS = (
+    "asserts loop._watcher is an instance of the private asyncio.unix_events."
+    "_PidfdChildWatcher / _ThreadedChildWatcher; aloop watches its children itself "
+    "(children.py), with the same observable behaviour"
+)
+EXCLUSIONS.update(
+    {
+        "test_subprocess.SubprocessPidfdWatcherTests.test_watcher_implementation": _WATCHER_CLASS,
+        "test_subprocess.SubprocessThreadedWatcherTests.test_watcher_implementation": (
+            _WATCHER_CLASS
+        ),
+        "test_subprocess.SubprocessThreadedWatcherTests."
+        "test_pid_not_reaped_before_exit_published": (
+            "finds the waiting thread through the private loop._watcher._threads; the behaviour "
+            "(no pid reaped before its exit is published) is tested on aloop by "
+            "tests/test_subprocess.py::test_the_waiting_thread_leaves_the_reaping_to_the_loop"
+        ),
+        "test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket": (
+            "wraps the stdlib socket transport's private _read_ready_cb and replaces its _sock; "
+            "the behaviour is covered by test_remote_shutdown_receives_trailing_data, which runs"
+        ),
+        "test_sslproto.SelectorStartTLSTests."
+        "test_create_connection_ssl_failed_certificate_no_cycles": (
+            "patches asyncio.sslproto.SSLProtocol.connection_made, which aloop's own TLS layer "
+            "never calls; the absence of cycles is tested on both loops by tests/test_tls.py::"
+            "test_failed_tls_handshake_leaves_no_cycles"
+        ),
+        "test_sslproto.SslProtoHandshakeTests.test_connection_lost_when_busy": (
+            "builds a transport with the stdlib loop's private _make_socket_transport on a mock "
+            "socket; the same check runs against aloop's TLS layer in tests/test_tls_own.py::"
+            "test_cpython_sslprotocol_unit_tests_pass_on_ours"
+        ),
+    }
+)
