@@ -11,8 +11,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHONS=(3.11 3.12 3.13 3.14 3.15)
 SID_PYTHONS=" 3.14 3.15 "
 SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" anyio "rich>=13" pillow
-    aiohttp httpx websockets uvicorn)
+# The libraries tests/test_lib_*.py run on both loops are pinned (versions that
+# install on all five Pythons): a new release must not change what they check.
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" "rich>=13" pillow
+    "aiohttp==3.14.5" "anyio==4.16.0" "httpx==0.29.0" "websockets==17.4" "uvicorn==0.55.0"
+    "asyncpg==0.32.0" "redis==8.2.0")
 
 is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 
@@ -61,8 +64,9 @@ venv_run() {
 }
 
 # The sid root with python3.14 and python3.15, their test packages (which the
-# conformance tests run) and Chromium (the web page test), made once per machine.
-SID_PACKAGES=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps,chromium
+# conformance tests run), Chromium (the web page test) and the servers of the
+# library tests (ensure_services), made once per machine.
+SID_PACKAGES=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps,chromium,postgresql,redis-server
 
 ensure_sidroot() {
     if [ -x "$SIDROOT/usr/bin/python3.15" ] && [ -x "$SIDROOT/usr/bin/python3.14" ]; then
@@ -118,4 +122,24 @@ ensure_chromium() {
     command -v apt-get >/dev/null 2>&1 || return 0
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
         >/dev/null 2>&1 || echo "could not install chromium; the web page test will be skipped"
+}
+
+# PostgreSQL and Redis for the library tests (tests/services.py starts throwaway
+# servers from their binaries), from Debian's packages: on the host, and in the
+# sid root where 3.14 and 3.15 run (a root made before they were on its list).
+SERVICE_PACKAGES=(postgresql redis-server)
+
+have_services() {
+    local root="$1"
+    compgen -G "$root/usr/lib/postgresql/*/bin/postgres" >/dev/null && [ -x "$root/usr/bin/redis-server" ]
+}
+
+ensure_services() {
+    local install='apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"'
+    if ! have_services ""; then
+        bash -c "$install" ensure_services "${SERVICE_PACKAGES[@]}" || return 1
+    fi
+    if [ -d "$SIDROOT" ] && ! have_services "$SIDROOT"; then
+        in_sid bash -c "$install" ensure_services "${SERVICE_PACKAGES[@]}" || return 1
+    fi
 }

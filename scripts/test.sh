@@ -11,8 +11,9 @@ mkdir -p "$LOGS"
 
 echo "== building venvs with aloop compiled by mypyc"
 ensure_sidroot >"$LOGS/sidroot.log" 2>&1 || { cat "$LOGS/sidroot.log"; echo "could not make the sid root"; exit 1; }
-ensure_chromium &
-chromium_pid=$!
+# Both use the host's apt-get: one after the other, beside the venv builds.
+( ensure_chromium; ensure_services >"$LOGS/services.log" 2>&1 ) &
+packages_pid=$!
 pids=()
 for minor in "${PYTHONS[@]}"; do
     ensure_venv "$minor" >"$LOGS/build-$minor.log" 2>&1 &
@@ -26,7 +27,13 @@ for i in "${!pids[@]}"; do
     fi
 done
 
-wait "$chromium_pid" || true
+if ! wait "$packages_pid"; then
+    cat "$LOGS/services.log"
+    echo "could not install PostgreSQL and Redis for the library tests"
+    exit 1
+fi
+# Installed: a server that then fails to start fails its tests instead of skipping them.
+export ALOOP_REQUIRE_SERVICES=1
 
 echo "== ruff and mypy --strict"
 lint="$(venv_for 3.11)/bin"
