@@ -15,7 +15,7 @@ SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
 # install on all five Pythons): a new release must not change what they check.
 DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" "rich>=13" pillow
     "aiohttp==3.14.5" "anyio==4.16.0" "httpx==0.29.0" "websockets==17.4" "uvicorn==0.55.0"
-    "asyncpg==0.32.0" "redis==8.2.0")
+    "asyncpg==0.32.0" "redis==8.2.0" "blockbuster==1.5.29")
 
 is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 
