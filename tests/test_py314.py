@@ -421,11 +421,6 @@ async def _connection_contexts() -> dict[str, list[tuple[str, object]]]:
     return seen
 
 
-@pytest.mark.xfail(
-    sys.version_info >= (3, 15),
-    strict=True,
-    reason="aloop's transports do not yet keep the server connection's own context (3.15)",
-)
 def test_server_connection_callbacks_run_in_the_connections_context() -> None:
     expected = run_main(asyncio.new_event_loop, _connection_contexts)
     assert expected["task end"] == [("mark0", True), ("mark1", True), ("mark2", True)]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import os
 import socket
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 import pytest
+from test.test_asyncio import utils as test_utils
 from tests.conftest import LoopFactory
 from tests.conftest import run_with_loop as run
 
@@ -277,3 +280,253 @@ def test_cancelled_serve_forever_and_a_client_that_never_sends(loop_factory: Loo
     if CANCEL_CLOSES_CLIENTS:
         expected.append(b"")
     assert run(loop_factory, main) == [*expected, None]
+
+
+# -- each connection's own context (3.15, gh-140947) ---------------------------------------------
+
+# 3.15 runs a stream connection's callbacks in a context of its own: a copy of
+# the server's (made where create_server was called) or, for a client, of the
+# caller's. Before, each callback ran in a copy of whatever context registered
+# it, so a task that resumed reading or wrote lent its variables to them.
+PER_CONNECTION_CONTEXT = sys.version_info >= (3, 15)
+
+# The variables the scenarios set; a callback's record lists those it sees.
+SCOPE = contextvars.ContextVar[str]("ctx_scope")
+FACTORY = contextvars.ContextVar[int]("ctx_factory")
+MADE = contextvars.ContextVar[str]("ctx_made")
+RESUMER = contextvars.ContextVar[str]("ctx_resumer")
+WRITER = contextvars.ContextVar[str]("ctx_writer")
+# Far more than the small socket buffers below hold: the writer callback runs.
+FLOOD = 4 * 1024 * 1024
+SMALL_BUFFER = 64 * 1024
+
+Contexts = dict[str, list[tuple[str, ...]]]
+
+
+class ContextLog:
+    """Which of the ``ctx_`` variables each callback saw (each distinct view once)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, set[tuple[str, ...]]] = {}
+
+    def note(self, where: str) -> None:
+        view = sorted(
+            f"{var.name[4:]}={value}"
+            for var, value in contextvars.copy_context().items()
+            if var.name.startswith("ctx_")
+        )
+        self.calls.setdefault(where, set()).add(tuple(view))
+
+    def result(self) -> Contexts:
+        return {where: sorted(views) for where, views in sorted(self.calls.items())}
+
+
+def small_buffers(transport: Any) -> None:
+    """No kernel autotuning: a flood of writes must wait for the writer callback."""
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+
+
+def tls_contexts(tls: bool) -> tuple[Any, Any]:
+    if not tls:
+        return None, None
+    return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
+
+
+class Logged(asyncio.Protocol):
+    """Logs each callback's view; tasks it starts resume reading, or flood and close."""
+
+    def __init__(self, log: ContextLog, lost: asyncio.Future[None]) -> None:
+        log.note("factory")
+        FACTORY.set(FACTORY.get(0) + 1)
+        self.log = log
+        self.lost = lost
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: Any) -> None:
+        self.log.note("connection_made")
+        MADE.set("yes")
+        self.transport = transport
+        small_buffers(transport)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def resume(self, reply: bytes) -> None:
+        RESUMER.set("yes")
+        self.transport.resume_reading()
+        self.transport.write(reply)
+
+    async def flood(self, flooded: asyncio.Event) -> None:
+        WRITER.set("yes")
+        self.transport.set_write_buffer_limits(high=SMALL_BUFFER)
+        self.transport.write(b"x" * FLOOD)
+        self.transport.close()
+        flooded.set()
+
+    def pause_writing(self) -> None:
+        self.log.note("pause_writing")
+
+    def resume_writing(self) -> None:
+        self.log.note("resume_writing")
+
+    def eof_received(self) -> None:
+        self.log.note("eof_received")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.log.note("connection_lost")
+        self.lost.set_result(None)
+
+
+async def server_contexts(tls: bool) -> Contexts:
+    """Two connections in turn: a task resumes reading, another floods and closes."""
+    loop = asyncio.get_running_loop()
+    log = ContextLog()
+    server_ssl, client_ssl = tls_contexts(tls)
+    flooded = asyncio.Event()
+    lost: list[asyncio.Future[None]] = []
+
+    class Served(Logged):
+        def data_received(self, data: bytes) -> None:
+            self.log.note(f"data_received {data.decode()}")
+            if data == b"first":
+                self.transport.pause_reading()
+                self.spawn(self.resume(b"ok"))
+            else:
+                self.spawn(self.flood(flooded))
+
+    def factory() -> Served:
+        lost.append(loop.create_future())
+        return Served(log, lost[-1])
+
+    SCOPE.set("creator")
+    server = await loop.create_server(factory, "127.0.0.1", 0, ssl=server_ssl, start_serving=False)
+    SCOPE.set("starter")
+    await server.start_serving()
+    SCOPE.set("after")
+    async with server:
+        for _ in range(2):
+            flooded.clear()
+            reader, writer = await asyncio.open_connection(
+                *server.sockets[0].getsockname()[:2],
+                ssl=client_ssl,
+                server_hostname="" if tls else None,
+            )
+            small_buffers(writer)
+            writer.write(b"first")
+            assert await reader.readexactly(2) == b"ok"
+            writer.write(b"second")  # only once reading was resumed
+            await flooded.wait()
+            assert len(await reader.read()) == FLOOD
+            writer.close()
+            await writer.wait_closed()
+            await lost[-1]
+    return log.result()
+
+
+async def client_contexts(tls: bool) -> Contexts:
+    """A create_connection client: a task resumes reading, another floods and closes."""
+    loop = asyncio.get_running_loop()
+    log = ContextLog()
+    server_ssl, client_ssl = tls_contexts(tls)
+    flooded = asyncio.Event()
+    lost: asyncio.Future[None] = loop.create_future()
+    received: asyncio.Future[int] = loop.create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        small_buffers(writer)
+        writer.write(b"one")
+        assert await reader.readexactly(2) == b"go"
+        await flooded.wait()
+        size = len(await reader.read())
+        writer.close()
+        await writer.wait_closed()
+        received.set_result(size)
+
+    class Client(Logged):
+        def data_received(self, data: bytes) -> None:
+            self.log.note(f"data_received {data.decode()}")
+            self.transport.pause_reading()
+            self.spawn(self.resume(b"go"))
+            self.spawn(self.flood(flooded))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ssl)
+    async with server:
+        SCOPE.set("caller")
+        await loop.create_connection(
+            lambda: Client(log, lost),
+            *server.sockets[0].getsockname()[:2],
+            ssl=client_ssl,
+            server_hostname="" if tls else None,
+        )
+        SCOPE.set("after")
+        await lost
+        assert await received == FLOOD
+    return log.result()
+
+
+def view(*names: str) -> list[tuple[str, ...]]:
+    return [tuple(sorted(names))]
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_server_connection_callbacks_run_in_their_own_context(
+    loop_factory: LoopFactory, tls: bool
+) -> None:
+    # 3.15: a copy of the context create_server was called in, one per
+    # connection, whoever starts the server or resumes and writes. Before: the
+    # context that started serving, then the registering task's; the protocol
+    # factory runs in a copy of its own per connection on every version.
+    scope = "scope=creator" if PER_CONNECTION_CONTEXT else "scope=starter"
+    made = view("factory=1", "made=yes", scope)
+    expected: Contexts = {
+        "factory": view(scope),
+        "connection_made": view("factory=1", scope),
+        "data_received first": made,
+        "data_received second": made,
+        "connection_lost": made,
+    }
+    if tls:
+        # The TLS layer calls the protocol from the raw transport's callbacks.
+        expected["eof_received"] = made
+    elif PER_CONNECTION_CONTEXT:
+        expected["pause_writing"] = view("factory=1", "made=yes", scope, "writer=yes")
+        expected["resume_writing"] = made
+    else:
+        flooder = view("factory=1", "resumer=yes", scope, "writer=yes")
+        expected["data_received first"] = view("factory=1", scope)
+        expected["data_received second"] = view("factory=1", "resumer=yes", scope)
+        expected["pause_writing"] = expected["resume_writing"] = flooder
+        expected["connection_lost"] = flooder
+    assert run(loop_factory, lambda _loop: server_contexts(tls)) == expected
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_client_connection_callbacks_run_in_their_own_context(
+    loop_factory: LoopFactory, tls: bool
+) -> None:
+    # 3.15: a copy of the caller's context taken before the protocol factory
+    # runs, shared by all the connection's callbacks. Before: each callback saw
+    # the context that registered it.
+    factory = () if PER_CONNECTION_CONTEXT else ("factory=1",)
+    made = view(*factory, "made=yes", "scope=caller")
+    expected: Contexts = {
+        "factory": view("scope=caller"),
+        "connection_made": view(*factory, "scope=caller"),
+        "data_received one": made,
+        "connection_lost": made,
+    }
+    if tls:
+        expected["eof_received"] = made
+    elif PER_CONNECTION_CONTEXT:
+        expected["pause_writing"] = view("made=yes", "scope=caller", "writer=yes")
+        expected["resume_writing"] = made
+    else:
+        flooder = view("factory=1", "scope=caller", "writer=yes")
+        expected["data_received one"] = view("factory=1", "scope=caller")
+        expected["pause_writing"] = expected["resume_writing"] = flooder
+        expected["connection_lost"] = flooder
+    assert run(loop_factory, lambda _loop: client_contexts(tls)) == expected

@@ -7,6 +7,7 @@ A mixin of ``Loop``; each method is a thin entry point into the module of
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import socket
 import weakref
@@ -230,6 +231,11 @@ class NetworkMixin:
         return tls.make_tls_transport(self, rawsock, *args, **kw)
 
     def _accept_tls(
-        self, conn: socket.socket, protocol: Any, extra: dict[str, Any], srv: server.Server
+        self,
+        conn: socket.socket,
+        protocol: Any,
+        extra: dict[str, Any],
+        srv: server.Server,
+        context: contextvars.Context | None = None,
     ) -> None:
-        tls.accept_tls(self, conn, protocol, extra, srv)
+        tls.accept_tls(self, conn, protocol, extra, srv, context)

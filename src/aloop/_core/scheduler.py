@@ -341,13 +341,27 @@ class BaseLoop:
     # The public add_/remove_ methods of ``aloop.Loop`` first refuse an fd that a
     # transport owns; the loop's own transports and watchers use these.
 
-    def _add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
-        """Call ``callback(*args)`` whenever ``fd`` is readable."""
-        return self._add_io(fd, callback, args, False)
+    def _add_reader(
+        self,
+        fd: Any,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> Handle:
+        """Call ``callback(*args)`` in ``context`` (else a copy of the current one)
+        whenever ``fd`` is readable."""
+        return self._add_io(fd, callback, args, False, context)
 
-    def _add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Handle:
-        """Call ``callback(*args)`` whenever ``fd`` is writable."""
-        return self._add_io(fd, callback, args, True)
+    def _add_writer(
+        self,
+        fd: Any,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> Handle:
+        """Call ``callback(*args)`` in ``context`` (else a copy of the current one)
+        whenever ``fd`` is writable."""
+        return self._add_io(fd, callback, args, True, context)
 
     def _remove_reader(self, fd: Any) -> bool:
         return self._remove_io(fd, False)
@@ -356,13 +370,21 @@ class BaseLoop:
         return self._remove_io(fd, True)
 
     def _add_io(
-        self, fd: Any, callback: Callable[..., object], args: tuple[Any, ...], write: bool
+        self,
+        fd: Any,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        write: bool,
+        context: contextvars.Context | None = None,
     ) -> Handle:
+        """``_add_reader``/``_add_writer`` with positional arguments only: the
+        transports' cores call this, as a keyword costs the compiled call a
+        keyword parse each time."""
         fileno = fileobj_to_fd(fd)
         self._check_closed()
         if self._debug:
             debug.check_callback(callback, "add_writer" if write else "add_reader")
-        handle = Handle(callback, args, self, None)
+        handle = Handle(callback, args, self, context)
         self._fds.add(fileno, handle, write)
         return handle
 

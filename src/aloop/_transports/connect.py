@@ -13,7 +13,7 @@ from typing import Any
 
 from aloop._transports import dns
 from aloop._transports.sockops import refuse_ssl_socket
-from aloop._transports.stream import StreamTransport
+from aloop._transports.stream import StreamTransport, client_context
 
 __all__ = [
     "connect_accepted_socket",
@@ -186,6 +186,8 @@ async def make_transport(
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     """Wrap a connected socket in a transport; return once connection_made() has run."""
     sock.setblocking(False)
+    # Copied before the factory runs, as asyncio does: what it sets stays out.
+    context = client_context()
     protocol = protocol_factory()
     waiter = loop.create_future()
     transport: asyncio.BaseTransport
@@ -194,10 +196,10 @@ async def make_transport(
             sock, protocol, None if isinstance(ssl, bool) else ssl, waiter,
             server_side=server_side, server_hostname=server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
-            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout, context=context,
         )  # fmt: skip
     else:
-        transport = StreamTransport(loop, sock, protocol, waiter)
+        transport = StreamTransport(loop, sock, protocol, waiter, context=context)
     try:
         await waiter
     except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextvars
 import errno
 import itertools
 import logging
@@ -23,7 +24,7 @@ from typing import Any
 
 from aloop._transports import dns
 from aloop._transports.sockops import refuse_ssl_socket
-from aloop._transports.stream import StreamTransport
+from aloop._transports.stream import CONNECTION_CONTEXTS, StreamTransport
 
 __all__ = ["Server", "create_server", "create_unix_server", "start_serving", "stop_serving"]
 
@@ -66,6 +67,9 @@ class Server(asyncio.AbstractServer):
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._serving = False
         self._serving_forever_fut: asyncio.Future[None] | None = None
+        # 3.15: each connection runs in a copy of the context the server was made
+        # in, wherever it is started from (see _accept_one).
+        self._context = contextvars.copy_context() if CONNECTION_CONTEXTS else None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} sockets={self.sockets!r}>"
@@ -217,7 +221,7 @@ def _accept_ready(loop: Any, sock: socket.socket, server: Server) -> None:
             loop.call_later(ACCEPT_RETRY_DELAY, _resume_accepting, loop, sock, server)
             return
         else:
-            _connection_accepted(loop, conn, addr, server)
+            _accept_one(loop, conn, addr, server)
 
 
 def _resume_accepting(loop: Any, sock: socket.socket, server: Server) -> None:
@@ -225,28 +229,48 @@ def _resume_accepting(loop: Any, sock: socket.socket, server: Server) -> None:
         start_serving(loop, sock, server)
 
 
-def _connection_accepted(loop: Any, conn: socket.socket, addr: Any, server: Server) -> None:
+def _accept_one(loop: Any, conn: socket.socket, addr: Any, server: Server) -> None:
+    """Set an accepted connection up in a context of its own, as asyncio's task per connection does.
+
+    On 3.15+ a copy of the server's, which the transport keeps for its callbacks;
+    before, a copy of the current one, and the transport schedules as it always did.
+    """
+    server_context = server._context
+    if server_context is None:
+        contextvars.copy_context().run(_connection_accepted, loop, conn, addr, server, None)
+    else:
+        context = server_context.copy()
+        context.run(_connection_accepted, loop, conn, addr, server, context)
+
+
+def _connection_accepted(
+    loop: Any,
+    conn: socket.socket,
+    addr: Any,
+    server: Server,
+    context: contextvars.Context | None,
+) -> None:
     """Give an accepted connection its protocol and transport."""
     extra = {"peername": addr}
     protocol = None
     try:
         protocol = server._protocol_factory()
         if server._ssl_context is not None:
-            loop._accept_tls(conn, protocol, extra, server)
+            loop._accept_tls(conn, protocol, extra, server, context)
         else:
-            StreamTransport(loop, conn, protocol, extra=extra, server=server)
+            StreamTransport(loop, conn, protocol, extra=extra, server=server, context=context)
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
         conn.close()
         if loop._debug:
-            context: dict[str, Any] = {
+            details: dict[str, Any] = {
                 "message": "Error on transport creation for incoming connection",
                 "exception": exc,
             }
             if protocol is not None:
-                context["protocol"] = protocol
-            loop.call_exception_handler(context)
+                details["protocol"] = protocol
+            loop.call_exception_handler(details)
 
 
 # -- creating ------------------------------------------------------------------------

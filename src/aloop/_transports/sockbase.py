@@ -115,11 +115,13 @@ class SocketTransport(asyncio.Transport, metaclass=HotSlots):
         if core.server is not None:
             core.server._attach(self)
         core.loop._attach_transport(core.fd, self)
-        # connection_made(), then reading, then the waiter, each on the next iteration.
-        self._loop.call_soon(core.protocol.connection_made, self)
-        self._loop.call_soon(core.start_reading)
+        # connection_made(), then reading, then the waiter, each on the next
+        # iteration, in the connection's context if it has one.
+        context = core.context
+        self._loop.call_soon(core.protocol.connection_made, self, context=context)
+        self._loop.call_soon(core.start_reading, context=context)
         if waiter is not None:
-            self._loop.call_soon(set_result_unless_cancelled, waiter, None)
+            self._loop.call_soon(set_result_unless_cancelled, waiter, None, context=context)
 
     @property
     def _sock(self) -> Any:
@@ -136,6 +138,11 @@ class SocketTransport(asyncio.Transport, metaclass=HotSlots):
     @property
     def _protocol_paused(self) -> bool:
         return self._core.protocol_paused
+
+    @property
+    def _paused(self) -> bool:
+        """asyncio's flag for ``pause_reading()`` (3.15's gh-140947 test polls it)."""
+        return self._core.paused
 
     def __repr__(self) -> str:
         core: SocketCore | None = vars(self).get("_core")  # None while half-built

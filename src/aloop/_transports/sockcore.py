@@ -15,6 +15,7 @@ a later iteration, and only then is the socket closed.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import socket
 from abc import ABCMeta, abstractmethod
@@ -37,10 +38,22 @@ class SocketCore(metaclass=ABCMeta):
 
     ``transport`` is the facade the protocol sees; it is dropped once
     ``connection_lost()`` has run, which ends the facade-core reference cycle.
+
+    ``context``: the connection's own context (3.15+ stream connections),
+    in which its reader, writer and scheduled callbacks run whoever registers
+    them; None registers them, as before 3.15, in a copy of the current one.
     """
 
-    def __init__(self, loop: Any, sock: socket.socket, protocol: Any, server: Any) -> None:
+    def __init__(
+        self,
+        loop: Any,
+        sock: socket.socket,
+        protocol: Any,
+        server: Any,
+        context: contextvars.Context | None = None,
+    ) -> None:
         self.loop = loop
+        self.context = context
         self.sock: socket.socket | None = sock
         self.fd = sock.fileno()
         self.protocol: Any = protocol
@@ -78,7 +91,7 @@ class SocketCore(metaclass=ABCMeta):
 
     def start_reading(self) -> None:
         if not self.closing and not self.paused:
-            self.loop._add_reader(self.fd, self.read_ready)
+            self.loop._add_io(self.fd, self.read_ready, (), False, self.context)
 
     def is_reading(self) -> bool:
         return not self.closing and not self.paused
@@ -93,7 +106,7 @@ class SocketCore(metaclass=ABCMeta):
         if self.closing or not self.paused:
             return
         self.paused = False
-        self.loop._add_reader(self.fd, self.read_ready)
+        self.loop._add_io(self.fd, self.read_ready, (), False, self.context)
 
     def is_closing(self) -> bool:
         return self.closing
@@ -145,7 +158,7 @@ class SocketCore(metaclass=ABCMeta):
         if not self.has_buffered():
             self.conn_lost += 1
             self.loop._remove_writer(self.fd)
-            self.loop.call_soon(self.call_connection_lost, None)
+            self.loop.call_soon(self.call_connection_lost, None, context=self.context)
 
     def abort(self) -> None:
         self.force_close(None)
@@ -176,7 +189,7 @@ class SocketCore(metaclass=ABCMeta):
             self.closing = True
             self.loop._remove_reader(self.fd)
         self.conn_lost += 1
-        self.loop.call_soon(self.call_connection_lost, exc)
+        self.loop.call_soon(self.call_connection_lost, exc, context=self.context)
 
     def call_connection_lost(self, exc: BaseException | None) -> None:
         transport = self.transport

@@ -7,14 +7,25 @@ reading and writing happen in its compiled core, ``streamcore.StreamCore``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
-from typing import Any
+import sys
+from typing import Any, Final
 
 from aloop._transports.sendfile import SendfileMode
 from aloop._transports.sockbase import SocketTransport, socket_extra
 from aloop._transports.streamcore import StreamCore
 
-__all__ = ["StreamTransport", "set_nodelay"]
+__all__ = ["CONNECTION_CONTEXTS", "StreamTransport", "client_context", "set_nodelay"]
+
+# 3.15 (gh-140947): each stream connection has a context of its own, in which
+# its protocol's callbacks run, whichever task pauses, resumes or writes to it.
+CONNECTION_CONTEXTS: Final = sys.version_info >= (3, 15)
+
+
+def client_context() -> contextvars.Context | None:
+    """A new client connection's context: on 3.15+ a copy of the current one, else None."""
+    return contextvars.copy_context() if CONNECTION_CONTEXTS else None
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -44,9 +55,10 @@ class StreamTransport(SocketTransport):
         waiter: asyncio.Future[Any] | None = None,
         extra: dict[str, Any] | None = None,
         server: Any = None,
+        context: contextvars.Context | None = None,
     ) -> None:
         super().__init__(socket_extra(sock, extra))
-        core = StreamCore(loop, sock, protocol, server)
+        core = StreamCore(loop, sock, protocol, server, context)
         set_nodelay(sock)
         self._attach_core(core, waiter)
 

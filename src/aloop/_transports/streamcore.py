@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import itertools
 import os
 import socket
@@ -55,7 +56,14 @@ _WRITE_TYPE_ERROR: Final = (
 class StreamCore(SocketCore):
     """What ``StreamTransport`` does, as a native class (see ``sockcore``)."""
 
-    def __init__(self, loop: Any, sock: socket.socket, protocol: Any, server: Any) -> None:
+    def __init__(
+        self,
+        loop: Any,
+        sock: socket.socket,
+        protocol: Any,
+        server: Any,
+        context: contextvars.Context | None = None,
+    ) -> None:
         self.buffered = False
         self.buffer: collections.deque[bytes | memoryview] = collections.deque()
         self.pending = 0  # bytes in ``buffer``
@@ -65,7 +73,7 @@ class StreamCore(SocketCore):
         self.empty_waiter: asyncio.Future[None] | None = None
         # Bound once: the socket never changes, and the hot path skips two lookups.
         self.recv_into: Any = sock.recv_into
-        super().__init__(loop, sock, protocol, server)
+        super().__init__(loop, sock, protocol, server, context)
         self.set_protocol(protocol)
 
     def set_protocol(self, protocol: Any) -> None:
@@ -201,7 +209,7 @@ class StreamCore(SocketCore):
             return
         if sent < size:
             self.append(data, sent)
-            self.loop._add_writer(self.fd, self.write_ready)
+            self.loop._add_io(self.fd, self.write_ready, (), True, self.context)
             self.maybe_pause_protocol()
 
     def writelines(self, list_of_data: Iterable[Any]) -> None:
@@ -223,7 +231,7 @@ class StreamCore(SocketCore):
             # One sendmsg for all of them, no joined copy.
             self.write_ready()
             if self.buffer and not self.conn_lost:
-                self.loop._add_writer(self.fd, self.write_ready)
+                self.loop._add_io(self.fd, self.write_ready, (), True, self.context)
         self.maybe_pause_protocol()
 
     def append(self, data: Any, offset: int) -> None:

@@ -11,6 +11,7 @@ the socket, and closing performs the TLS shutdown (with its timeout).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import socket
 from typing import Any
 
@@ -43,8 +44,12 @@ def make_tls_transport(
     server: Any = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    context: contextvars.Context | None = None,
 ) -> asyncio.Transport:
-    """A TLS transport for ``protocol`` on ``rawsock``; ``waiter`` resolves after the handshake."""
+    """A TLS transport for ``protocol`` on ``rawsock``; ``waiter`` resolves after the handshake.
+
+    ``context``: the raw connection's own context (see ``sockcore.SocketCore``).
+    """
     tls = SSLProtocol(
         loop,
         protocol,
@@ -57,7 +62,7 @@ def make_tls_transport(
     )
     app = tls._app_transport
     assert app is not None
-    StreamTransport(loop, rawsock, tls, extra=extra, server=server)
+    StreamTransport(loop, rawsock, tls, extra=extra, server=server, context=context)
     return app
 
 
@@ -67,6 +72,7 @@ def accept_tls(
     protocol: asyncio.BaseProtocol,
     extra: dict[str, Any],
     server: Any,
+    context: contextvars.Context | None = None,
 ) -> None:
     """Serve an accepted connection over TLS; a failed handshake closes it."""
     waiter: asyncio.Future[None] = loop.create_future()
@@ -74,7 +80,7 @@ def accept_tls(
         loop, conn, protocol, server._ssl_context, waiter,
         server_side=True, extra=extra, server=server,
         ssl_handshake_timeout=server._ssl_handshake_timeout,
-        ssl_shutdown_timeout=server._ssl_shutdown_timeout,
+        ssl_shutdown_timeout=server._ssl_shutdown_timeout, context=context,
     )  # fmt: skip
 
     def handshake_done(fut: asyncio.Future[None]) -> None:
