@@ -280,7 +280,7 @@ def test_fd_table_finds_fds_past_its_list_index(indexed_fds: int) -> None:
         handles = {}
         for a, _ in pairs:
             handles[a.fileno()] = Handle(print, (), loop, None)
-            table.add(a.fileno(), handles[a.fileno()], False)
+            table.add(a.fileno(), handles[a.fileno()], False, a)
         for _, b in pairs:
             b.send(b"x")
         ready: list[Any] = []
@@ -302,3 +302,57 @@ def test_fd_table_finds_fds_past_its_list_index(indexed_fds: int) -> None:
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_registration_is_found_by_its_object_after_the_socket_closes(
+    loop_factory: LoopFactory,
+) -> None:
+    """As selectors does: remove_* of a socket closed since it was added (fileno() -1)."""
+
+    def outcome(call: Any) -> Any:
+        try:
+            return call()
+        except Exception as exc:
+            return type(exc).__name__, str(exc)
+
+    async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        results: list[Any] = []
+        a, b = socket.socketpair()
+        loop.add_reader(a, print)
+        loop.add_writer(b, print)
+        fd = a.fileno()
+        a.close()
+        b.close()
+        results.append(outcome(lambda: loop.remove_reader(a)))
+        results.append(outcome(lambda: loop.remove_writer(b)))
+        results.append(outcome(lambda: loop.remove_reader(a)))  # gone now: no fd, no entry
+        # The fd number is free again: a new socket on it is watched normally.
+        c, d = socket.socketpair()
+        seen = loop.create_future()
+        loop.add_reader(c, lambda: seen.done() or seen.set_result(c.recv(10)))
+        d.send(b"fresh")
+        results.append((c.fileno() == fd, await asyncio.wait_for(seen, 10)))
+        results.append(loop.remove_reader(c))
+        never = socket.socket()
+        never.close()
+        results.append(outcome(lambda: loop.remove_reader(never)))
+        results.append(outcome(lambda: loop.add_reader(never, print)))
+        for s in (c, d):
+            s.close()
+        return results
+
+    loop = loop_factory()
+    try:
+        got = loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert got == [
+        True,
+        True,
+        ("ValueError", "Invalid file descriptor: -1"),
+        (True, b"fresh"),
+        True,
+        ("ValueError", "Invalid file descriptor: -1"),
+        ("ValueError", "Invalid file descriptor: -1"),
+    ]

@@ -29,7 +29,6 @@ from anyio.streams.buffered import BufferedByteReceiveStream  # noqa: E402
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 T = TypeVar("T")
-CLOSED_BUG = "remove_reader/remove_writer reject a closed socket object (issue 17 item 1)"
 
 
 def run(loop_factory: LoopFactory, main: Callable[[], Awaitable[T]]) -> T:
@@ -215,7 +214,6 @@ def test_close_during_io(loop_factory: LoopFactory, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(RAW_SOCKET))
-@aloop_bug(CLOSED_BUG)
 def test_close_raw_socket_during_io(loop_factory: LoopFactory, name: str) -> None:
     """As above for anyio's raw-socket classes: no error reaches the loop's handler,
     and the next socket (often on the same fd number) is watched normally."""

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from aloop._core.fdtable import fileobj_to_fd
+from aloop._core.fdtable import fileno_or_none
 from aloop._transports import connect, datagram, dns, sendfile, server, sockops, tls
 
 __all__ = ["NetworkMixin"]
@@ -49,7 +49,11 @@ class NetworkMixin:
     # -- add_reader & co: refused on an fd an open transport owns (as asyncio) ---------
 
     def _ensure_fd_no_transport(self, fd: Any) -> None:
-        sockops.check_fd_free(self, fileobj_to_fd(fd), fd)
+        # An object that names no fd now (a closed socket) owns no transport's fd;
+        # the registration lookup then finds it by the object (or raises).
+        fileno = fileno_or_none(fd)
+        if fileno is not None:
+            sockops.check_fd_free(self, fileno, fd)
 
     def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""

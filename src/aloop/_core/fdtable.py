@@ -22,15 +22,30 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def fileno_or_none(fileobj: Any) -> int | None:
+    """The fd ``fileobj`` names now, or None when it names none (a closed socket: -1)."""
+    try:
+        fd = fileobj_to_fd(fileobj)
+    except ValueError:
+        return None
+    return fd
+
+
 class FdEntry:
-    """Interest in one fd: at most one reader and one writer."""
+    """Interest in one fd: at most one reader and one writer.
 
-    __slots__ = ("mask", "reader", "writer")
+    ``fileobj`` is the object last registered for the fd (an int or an object
+    with ``fileno()``): a socket closed since then (``fileno()`` is -1) is
+    still found by it, as ``selectors`` finds it.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("fileobj", "mask", "reader", "writer")
+
+    def __init__(self, fileobj: Any) -> None:
         self.reader: Handle | None = None
         self.writer: Handle | None = None
         self.mask = 0
+        self.fileobj: Any = fileobj
 
 
 # fds below this are also found by list index (see FdTable._by_fd): the list
@@ -52,15 +67,26 @@ class FdTable:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def get(self, fd: int) -> FdEntry | None:
-        return self.entries.get(fd)
+    def fd_of(self, fileobj: Any) -> int:
+        """The fd of ``fileobj``, or of its registration if it no longer has one.
 
-    def add(self, fd: int, handle: Handle, write: bool) -> None:
+        Raises selectors' ValueError for an object that names no fd and was
+        never registered.
+        """
+        fd = fileno_or_none(fileobj)
+        if fd is not None:
+            return fd
+        for registered, entry in self.entries.items():
+            if entry.fileobj is fileobj:
+                return registered
+        return fileobj_to_fd(fileobj)  # raises the error
+
+    def add(self, fd: int, handle: Handle, write: bool, fileobj: Any) -> None:
         """Make ``handle`` the fd's reader (or writer), cancelling the one it replaces."""
         entry = self.entries.get(fd)
         new = entry is None
         if entry is None:
-            entry = FdEntry()
+            entry = FdEntry(fileobj)
         old = entry.writer if write else entry.reader
         mask = entry.mask | (WRITE if write else READ)
         self._set_mask(fd, entry.mask, mask)
@@ -69,6 +95,7 @@ class FdTable:
             self.entries[fd] = entry
             self._index(fd, entry)
         entry.mask = mask
+        entry.fileobj = fileobj
         if write:
             entry.writer = handle
         else:

@@ -385,14 +385,16 @@ class BaseLoop:
         if self._debug:
             debug.check_callback(callback, "add_writer" if write else "add_reader")
         handle = Handle(callback, args, self, context)
-        self._fds.add(fileno, handle, write)
+        self._fds.add(fileno, handle, write, fd)
         return handle
 
     def _remove_io(self, fd: Any, write: bool) -> bool:
-        fileno = fileobj_to_fd(fd)
         if self._closed:
             return False
-        return self._fds.remove(fileno, write)
+        # By the object as registered too: a socket closed since (fileno() -1)
+        # is still removed, as selectors finds it.
+        fds = self._fds
+        return fds.remove(fds.fd_of(fd), write)
 
     # -- running ---------------------------------------------------------------
 
