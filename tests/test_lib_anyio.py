@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import pytest
 from tests.conftest import LoopFactory
-from tests.libsupport import aloop_bug
 
 anyio = pytest.importorskip("anyio", reason="anyio is a dev dependency (scripts/env.sh)")
 from anyio.abc import ByteStream, UNIXDatagramPacketType  # noqa: E402

@@ -32,7 +32,6 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK  # noqa: 
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
-ITERATION_BUG = "no zero-timeout poll while callbacks are queued (issue 17 item 2)"
 # Each iteration check repeats: one late poll (the process descheduled) must not
 # make the aloop run pass by chance.
 REPEAT = 5
@@ -104,7 +103,6 @@ def test_ping_pong(loop_factory: LoopFactory) -> None:
     assert run_guarded(loop_factory, main) == [["float", "float"], "still open", 1000, 1000]
 
 
-@aloop_bug(ITERATION_BUG)
 def test_pong_arrives_three_iterations_after_ping(loop_factory: LoopFactory) -> None:
     """The peer reads a ping in the next iteration; its pong is read in the one after.
 
@@ -153,7 +151,6 @@ def test_broadcast(loop_factory: LoopFactory) -> None:
     assert states == ["CLOSED"] * clients
 
 
-@aloop_bug(ITERATION_BUG)
 def test_broadcast_seen_two_iterations_later(loop_factory: LoopFactory) -> None:
     """Every client has a broadcast message queued two iterations after it is sent."""
     clients = 3
@@ -243,7 +240,6 @@ def test_backpressure(loop_factory: LoopFactory) -> None:
     ]
 
 
-@aloop_bug(ITERATION_BUG)
 def test_reader_pauses_two_iterations_after_its_buffer_fills(loop_factory: LoopFactory) -> None:
     """Frames beyond ``max_queue`` pause the reading transport two iterations later."""
 
@@ -322,7 +318,6 @@ class CountingSocket(socket.socket):
         return n
 
 
-@aloop_bug("a sock= socket's own recv/send are bypassed (issue 17 item 4)")
 def test_client_on_a_socket_subclass(loop_factory: LoopFactory) -> None:
     """``connect(sock=...)`` with a socket class that overrides recv/send: they are used."""
 
@@ -374,10 +369,6 @@ def legacy_api() -> tuple[Any, Any]:
     return legacy_server, legacy_client
 
 
-@aloop_bug(
-    "legacy server: close_code still None when the client has seen the close; it is set"
-    " at aloop's next poll, 0.2 ms later (issue 17 items 3 and 2)"
-)
 def test_legacy_server_shutdown_during_connection(loop_factory: LoopFactory) -> None:
     """The legacy server shut down while a handler runs: 1001 on both sides.
 

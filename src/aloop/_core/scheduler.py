@@ -68,11 +68,6 @@ _FUTURES_NS: Final[dict[str, Any]] = asyncio.futures.__dict__
 # What a task's step callback may be bound to (hooks recognise task steps).
 _TASK_TYPES: Final = (asyncio.Task, asyncio.tasks._PyTask)  # type: ignore[attr-defined]
 
-# With callbacks queued, the loop still polls for I/O at least this often
-# (seconds), so ready sockets never wait long behind a stream of callbacks.
-# Polling on every iteration instead would cost an epoll_wait per callback.
-POLL_INTERVAL: Final = 0.0002
-
 # How often a virtual-time loop re-checks while outside work holds time (s).
 HOLD_RECHECK: Final = 0.01
 
@@ -148,7 +143,6 @@ class BaseLoop:
         self._waker_fd = self._waker.fileno()
         self._poller.register(self._waker_fd, READ)
         self._polling = False
-        self._next_poll = 0.0
         # A forked child must not share this loop's epoll and wakeup fds.
         self._pid = os.getpid()
         # Counters for monitors and the watchdog, read from other threads: an
@@ -645,13 +639,12 @@ def _run_once(loop: BaseLoop) -> None:
     if timers.cancelled_count:
         timers.prune()
     if ready or loop._stopping:
-        # Something is runnable: only look at I/O if there is I/O to see
-        # and the last look was more than POLL_INTERVAL ago.
+        # Something is runnable: still look at I/O, without waiting, as asyncio
+        # does every iteration. Code that wrote to a peer in this process (a
+        # socketpair, an in-process server) relies on the peer having seen the
+        # bytes after the writer yields a loop iteration or two.
         if len(loop._fds):
-            now = _monotonic()
-            if now >= loop._next_poll:
-                loop._next_poll = now + POLL_INTERVAL
-                _poll(loop, 0.0)
+            _poll(loop, 0.0)
     elif loop._vclock is not None:
         loop._idle_virtual(loop._vclock)
     else:
@@ -661,10 +654,6 @@ def _run_once(loop: BaseLoop) -> None:
             if timeout < 0.0:
                 timeout = 0.0
         _poll(loop, timeout)
-        # Counted from the wait's end: a request/response peer is quiet right
-        # after the wait that brought its request, and a look at once would
-        # mostly find nothing.
-        loop._next_poll = _monotonic() + POLL_INTERVAL
     if timers.heap:
         timers.pop_due(loop.time() + loop._clock_resolution, ready)
     ntodo = len(ready)
