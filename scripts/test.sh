@@ -46,6 +46,7 @@ run_suite() {
     local minor="$1" mode="$2" pure=0 expect=1
     if [ "$mode" = pure ]; then pure=1; expect=0; fi
     ALOOP_PURE="$pure" ALOOP_EXPECT_COMPILED="$expect" \
+        ALOOP_CONFORMANCE_TABLE="$LOGS/conformance-$minor-$mode.txt" \
         venv_run "$minor" python -m pytest -q -p no:cacheprovider "${PYTEST_ARGS[@]}" \
         >"$LOGS/test-$minor-$mode.log" 2>&1
 }
@@ -83,6 +84,14 @@ for job in "${jobs_list[@]}"; do
     p="$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)"
     f="$( (grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" || true) | awk '{n += $1} END {print n + 0}')"
     passed=$((passed + p)); failed=$((failed + f))
+done
+echo "== CPython test_asyncio on the stdlib loop and on aloop (run / pass on stdlib / pass on aloop)"
+for job in "${jobs_list[@]}"; do
+    set -- $job
+    table="$LOGS/conformance-$1-$2.txt"
+    if [ -f "$table" ]; then
+        echo "Python $1 $2: $(awk '/^TOTAL/ {print $2 " / " $3 " / " $4 " (excluded " $5 ", regressed " $6 ")"}' "$table")"
+    fi
 done
 echo "total: $passed passed, $failed failed"
 exit "$bad"

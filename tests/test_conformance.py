@@ -12,7 +12,9 @@ Environment knobs:
   to check the harness itself, or ``package.module:factory``);
 * ``ALOOP_CONFORMANCE_JOBS``, ``ALOOP_CONFORMANCE_TIMEOUT``, ``ALOOP_CONFORMANCE_RERUN``:
   passed to ``compare.run_comparison`` (parallel processes, per-test timeout in
-  seconds, re-runs of each regression).
+  seconds, re-runs of each regression);
+* ``ALOOP_CONFORMANCE_TABLE``: a file to write the comparison table to
+  (``scripts/test.sh`` prints each run's totals from it).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def conformance(request: pytest.FixtureRequest) -> compare.Comparison:
                 selected.append(module)
     env = os.environ
     jobs = env.get("ALOOP_CONFORMANCE_JOBS")
-    return compare.run_comparison(
+    comparison = compare.run_comparison(
         python=sys.executable,
         candidate=env.get("ALOOP_CONFORMANCE_LOOP", "aloop"),
         modules=selected or list(_SELECTION.run),
@@ -56,6 +58,10 @@ def conformance(request: pytest.FixtureRequest) -> compare.Comparison:
         rerun=int(env.get("ALOOP_CONFORMANCE_RERUN", "1")),
         use_src=False,  # the harness must test the aloop this interpreter imports
     )
+    table_path = env.get("ALOOP_CONFORMANCE_TABLE")
+    if table_path:
+        Path(table_path).write_text(compare.format_table(comparison) + "\n")
+    return comparison
 
 
 @pytest.mark.parametrize("module", _PARAMS)
