@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from tests.conftest import LoopFactory, run_with_loop
-from tests.libsupport import aloop_bug
 
 aiohttp = pytest.importorskip("aiohttp", reason="aiohttp is a dev dependency (scripts/env.sh)")
 web = pytest.importorskip("aiohttp.web")
@@ -160,7 +159,6 @@ def test_pipelined_requests_answered_in_order(loop_factory: LoopFactory) -> None
     assert len(queued) == PIPELINED + 1
 
 
-@aloop_bug("a read after a small one is small, so a burst arrives piecemeal (issue 17 item 5)")
 def test_pipelined_burst_arrives_in_one_read(loop_factory: LoopFactory) -> None:
     """Requests sent in one send reach aiohttp in one ``data_received``, as on asyncio.
 

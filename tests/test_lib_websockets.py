@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import pytest
 from tests.conftest import LoopFactory
-from tests.libsupport import aloop_bug, run_guarded
+from tests.libsupport import run_guarded
 
 websockets = pytest.importorskip("websockets", reason="websockets is a dev dependency")
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import fcntl
 import gc
 import socket
+import struct
 import sys
+import termios
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -581,7 +585,8 @@ def test_echo_of_growing_and_shrinking_messages(loop_factory: LoopFactory) -> No
 
 
 def test_read_size_follows_the_last_read(aloop_loop: Any) -> None:
-    """aloop's own sizing: twice the last read, at least SMALL_READ, all after a full one."""
+    """aloop's own sizing: twice the last event's bytes, at least SMALL_READ; a
+    first read that fills its buffer is continued, so each message arrives whole."""
     from aloop._transports.streamcore import SMALL_READ
 
     class Recorder(asyncio.Protocol):
@@ -608,7 +613,7 @@ def test_read_size_follows_the_last_read(aloop_loop: Any) -> None:
         transport, proto = await aloop_loop.connect_accepted_socket(Recorder, a)
         core = transport._core
         seen = []
-        for size in (40, 1000, 3000):
+        for size in (40, 1000, 3000, 2000):
             b.sendall(b"x" * size)
             seen.append((await deliver(proto, size), core.read_size))
         transport.close()
@@ -617,6 +622,213 @@ def test_read_size_follows_the_last_read(aloop_loop: Any) -> None:
 
     assert aloop_loop.run_until_complete(main()) == [
         ([40], SMALL_READ),  # the first read is READ_SIZE; 40 bytes -> at least SMALL_READ
-        ([SMALL_READ, 1000 - SMALL_READ], 2 * (1000 - SMALL_READ)),  # filled, then the rest
-        ([2 * (1000 - SMALL_READ), 3000 - 2 * (1000 - SMALL_READ)], 2 * 1958),
+        ([1000], 2000),  # SMALL_READ filled, continued: one call
+        ([3000], 6000),  # 2000 filled, continued
+        ([2000], 4000),  # room to spare: no continuation
     ]
+
+
+def tcp_pair(rcvbuf: int = 0) -> tuple[socket.socket, socket.socket]:
+    """A connected TCP pair over loopback: (the accepted end, the connecting end).
+
+    ``rcvbuf`` is set on the listener, before the handshake, so the accepted
+    end's window can hold that much unread.
+    """
+    with socket.socket() as listener:
+        if rcvbuf:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        peer = socket.create_connection(listener.getsockname())
+        conn, _ = listener.accept()
+    peer.setblocking(False)
+    return conn, peer
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition``, polling (bounded: a hang fails instead of stalling)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("condition never met")
+
+
+class CountingSocket(socket.socket):
+    """A socket that counts calls to its own recv, recv_into, send and sendmsg."""
+
+    def __init__(self, fileno: int) -> None:
+        super().__init__(fileno=fileno)
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        self.calls["recv"] += 1
+        return super().recv(bufsize, flags)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.calls["recv_into"] += 1
+        return super().recv_into(buffer, nbytes, flags)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.calls["send"] += 1
+        return super().send(data, flags)
+
+    def sendmsg(self, buffers: Any, *args: Any) -> int:
+        self.calls["sendmsg"] += 1
+        return super().sendmsg(buffers, *args)
+
+
+class EchoAtEof(asyncio.Protocol):
+    """Collects what arrives; at EOF sends it back with write() and writelines()."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received += data
+
+    def eof_received(self) -> None:
+        data = bytes(self.received)
+        self.transport.write(data[:1000])
+        self.transport.writelines([data[1000:2000], data[2000:]])
+        # None: the transport closes once the echo has left.
+
+
+class BufferedEchoAtEof(EchoAtEof, asyncio.BufferedProtocol):
+    """The same through a lent buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = bytearray(1000)
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received += self.buffer[:nbytes]
+
+
+@pytest.mark.parametrize("how", ["create_connection", "connect_accepted_socket"])
+@pytest.mark.parametrize("kind", [EchoAtEof, BufferedEchoAtEof])
+def test_a_socket_subclass_has_its_own_methods_called(
+    loop_factory: LoopFactory, how: str, kind: type[EchoAtEof]
+) -> None:
+    """A ``sock=`` of a socket subclass is read and written through its own
+    methods, those asyncio's transport calls (issue 17 item 4)."""
+    payload = pattern(30_000, seed=4)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[str], bool]:
+        conn, peer = tcp_pair()
+        sock = CountingSocket(conn.detach())
+        if how == "create_connection":
+            await loop.create_connection(kind, sock=sock)
+        else:
+            await loop.connect_accepted_socket(kind, sock=sock)
+        with peer:
+            await loop.sock_sendall(peer, payload)
+            peer.shutdown(socket.SHUT_WR)
+            echoed = bytearray()
+            while chunk := await loop.sock_recv(peer, 65536):
+                echoed += chunk
+        await until(lambda: sock.fileno() == -1)  # closed after connection_lost()
+        return sorted(sock.calls), echoed == payload
+
+    read = "recv_into" if kind is BufferedEchoAtEof else "recv"
+    # asyncio sends a buffer of several pieces with sendmsg from 3.12 on.
+    sent = ["send", "sendmsg"] if sys.version_info >= (3, 12) else ["send"]
+    assert run(loop_factory, main) == (sorted([read, *sent]), True)
+
+
+class PausingRecorder(asyncio.Protocol):
+    """Records each data_received; pauses reading after the first."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.received = bytearray()
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.sizes.append(len(data))
+        self.received += data
+        if len(self.sizes) == 1:
+            self.transport.pause_reading()
+
+
+def queued(sock: socket.socket) -> int:
+    """Bytes waiting in ``sock``'s receive queue (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
+@pytest.mark.parametrize(
+    ("size", "count"), [(1024, 20), (4096, 16), (200 * 1024, 1), (300 * 1024, 1)]
+)
+def test_a_burst_sent_at_once_is_read_at_once(
+    loop_factory: LoopFactory, size: int, count: int
+) -> None:
+    """Messages sent in one sendall while the reader was paused reach
+    data_received together, up to asyncio's 256 KiB per read (issue 17 item 5).
+
+    A small message comes first: what is read next must not be sized from it.
+    """
+    burst = b"".join(pattern(size, seed=i) for i in range(count))
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[int], bool]:
+        conn, peer = tcp_pair(rcvbuf=4 * len(burst))
+        transport, proto = await loop.connect_accepted_socket(PausingRecorder, conn)
+        with peer:
+            await loop.sock_sendall(peer, b"hello")
+            await until(lambda: proto.sizes == [5])
+            await loop.sock_sendall(peer, burst)
+            await until(lambda: queued(conn) == len(burst))
+            transport.resume_reading()
+            await until(lambda: len(proto.received) == 5 + len(burst))
+        transport.close()
+        return proto.sizes, proto.received == b"hello" + burst
+
+    total = len(burst)
+    expected = [5, total] if total <= 256 * 1024 else [5, 256 * 1024, total - 256 * 1024]
+    assert run(loop_factory, main) == (expected, True)
+
+
+class LossRecorder(PausingRecorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+TCP_CLOSE = 7  # the state byte of TCP_INFO
+
+
+@pytest.mark.parametrize("size", [479, 1000])
+def test_bytes_before_a_reset_arrive_before_the_error(loop_factory: LoopFactory, size: int) -> None:
+    """Bytes queued ahead of a reset reach data_received; the reset comes next.
+
+    479 bytes fill aloop's first read after a 5-byte one exactly (its
+    continuation meets the reset); 1000 overflow it.
+    """
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[int], str]:
+        conn, peer = tcp_pair()
+        transport, proto = await loop.connect_accepted_socket(LossRecorder, conn)
+        with peer:
+            await loop.sock_sendall(peer, b"hello")
+            await until(lambda: proto.sizes == [5])
+            await loop.sock_sendall(peer, pattern(size))
+            await until(lambda: queued(conn) == size)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await until(lambda: conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE)
+        transport.resume_reading()
+        exc = await proto.lost
+        return proto.sizes, type(exc).__name__
+
+    assert run(loop_factory, main) == ([5, size], "ConnectionResetError")

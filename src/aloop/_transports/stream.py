@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from aloop._transports.sendfile import SendfileMode
 from aloop._transports.sockbase import SocketTransport, socket_extra
-from aloop._transports.streamcore import StreamCore
+from aloop._transports.streamcore import StreamCore, core_class
 
 __all__ = ["CONNECTION_CONTEXTS", "StreamTransport", "client_context", "set_nodelay"]
 
@@ -58,7 +58,8 @@ class StreamTransport(SocketTransport):
         context: contextvars.Context | None = None,
     ) -> None:
         super().__init__(socket_extra(sock, extra))
-        core = StreamCore(loop, sock, protocol, server, context)
+        # Chosen once: a plain socket's fd directly, any other object through its methods.
+        core = core_class(sock)(loop, sock, protocol, server, context)
         set_nodelay(sock)
         self._attach_core(core, waiter)
 

@@ -1,11 +1,14 @@
 """The compiled core of a stream transport: reads and writes on a connected socket.
 
-Reads: a plain ``Protocol`` gets one ``read`` per readable event, of at most
-127 KiB (below glibc's mmap threshold, so no page-fault storm per read) and
-sized from the previous read; a ``BufferedProtocol`` gets the bytes
-``recv_into`` its own buffer.
+Reads: a plain ``Protocol`` gets everything a readable event finds (up to
+256 KiB, as asyncio), in one ``data_received``; a ``BufferedProtocol`` gets
+the bytes ``recv_into`` its own buffer.
 Writes go straight to the socket; only what the kernel did not take is
 buffered, and a buffer of several pieces leaves in one ``sendmsg``.
+
+A plain ``socket.socket`` is read and written through its fd; any other
+socket object (a subclass, a wrapper) through its own methods, the ones
+asyncio's transport calls (``ObjectStreamCore``).
 """
 
 from __future__ import annotations
@@ -17,40 +20,63 @@ import itertools
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
 from aloop._transports.sockcore import WOULD_BLOCK, SocketCore, logger
 
-__all__ = ["READ_SIZE", "StreamCore"]
+__all__ = ["MAX_READ", "READ_SIZE", "ObjectStreamCore", "StreamCore", "core_class"]
 
-# One read takes a 100 KiB message whole, yet the fresh bytes object stays below
-# glibc's default mmap threshold (128 KiB): asyncio's recv(256 KiB) is served by
-# mmap, and page-faults on every read, wherever that threshold is fixed (e.g.
-# by MALLOC_MMAP_THRESHOLD_); tests/test_read_faults.py checks.
+# asyncio's transports read up to 256 KiB per readable event (their max_size);
+# so does this one, whatever the size of its first read.
+MAX_READ: Final = 256 * 1024
+# The largest first read: it takes a 100 KiB message whole, yet the fresh
+# bytes object stays below glibc's default mmap threshold (128 KiB):
+# asyncio's recv(256 KiB) is served by mmap, and page-faults on every read,
+# wherever that threshold is fixed (e.g. by MALLOC_MMAP_THRESHOLD_);
+# tests/test_read_faults.py checks.
 READ_SIZE: Final = 127 * 1024
 # Plain reads and writes go through os.read/os.write on the socket's fd: the
 # same read(2)/write(2) as recv/send without flags, but the socket methods
 # parse their arguments from a tuple (METH_VARARGS), about 1,000 instructions
 # per send-and-receive pair more (callgrind, 3.12), a tenth of a 1 KiB echo.
 _read: Final = os.read
+_readv: Final = os.readv
 _write: Final = os.write
-# Reads are sized from the last one: twice what it returned, at least
-# SMALL_READ, at most READ_SIZE, and READ_SIZE again after a read that filled
-# its buffer (more may be waiting). os.read allocates the full size and then
-# shrinks the bytes object to what arrived; for a small message the 127 KiB
+# First reads are sized from the last event's total: twice it, at least
+# SMALL_READ, at most READ_SIZE. os.read allocates the full size and then
+# shrinks the bytes object to what arrived; for a small message a 127 KiB
 # block, its split and glibc's consolidation cost about 700 instructions per
 # request (HTTP hello, callgrind, 3.12). SMALL_READ is the largest read whose
 # bytes object (33-byte header) pymalloc serves from its 512-byte blocks.
+# A first read that fills its buffer is continued into a spare buffer (see
+# read_rest), so a burst still arrives whole.
 SMALL_READ: Final = 512 - 33
 _IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 _HAS_SENDMSG: Final = hasattr(socket.socket, "sendmsg")
+# asyncio 3.12+ sends its write buffer with sendmsg, 3.11 with send.
+_SENDMSG_BUFFER: Final = _HAS_SENDMSG and sys.version_info >= (3, 12)
 # What write() says of a non-bytes argument: asyncio's wording changed in 3.14.
 _WRITE_TYPE_ERROR: Final = (
     "data argument must be a bytes, bytearray, or memoryview object, not {!r}"
     if sys.version_info >= (3, 14)
     else "data argument must be a bytes-like object, not {!r}"
 )
+
+
+# Each thread's spare read buffer (see StreamCore.read_rest): a loop runs in
+# one thread at a time, and the bytes are copied out before protocol code runs.
+_spare = threading.local()
+
+
+def spare_buffer() -> memoryview:
+    """This thread's MAX_READ-byte buffer for continued reads, made on first use."""
+    view: memoryview | None = getattr(_spare, "view", None)
+    if view is None:
+        view = memoryview(bytearray(MAX_READ))
+        _spare.view = view
+    return view
 
 
 class StreamCore(SocketCore):
@@ -69,6 +95,8 @@ class StreamCore(SocketCore):
         self.pending = 0  # bytes in ``buffer``
         self.eof = False
         self.read_size = READ_SIZE
+        # An error met while continuing a read (read_rest), raised by the next one.
+        self.read_error: OSError | None = None
         # A future resolved when the write buffer drains (sendfile waits on it).
         self.empty_waiter: asyncio.Future[None] | None = None
         # Bound once: the socket never changes, and the hot path skips two lookups.
@@ -95,9 +123,8 @@ class StreamCore(SocketCore):
         if self.buffered:
             self.read_into_protocol()
             return
-        size = self.read_size
         try:
-            data = _read(self.fd, size)
+            data = self.receive()
         except WOULD_BLOCK:
             return
         except (SystemExit, KeyboardInterrupt):
@@ -105,14 +132,9 @@ class StreamCore(SocketCore):
         except BaseException as exc:
             self.fatal_error(exc, "Fatal read error on socket transport")
             return
-        n = len(data)
-        if not n:
+        if not data:
             self.read_eof()
             return
-        if n >= size:
-            self.read_size = READ_SIZE
-        else:
-            self.read_size = min(max(2 * n, SMALL_READ), READ_SIZE)
         receive = self.data_received
         try:
             if receive is not None:
@@ -123,6 +145,36 @@ class StreamCore(SocketCore):
             raise
         except BaseException as exc:
             self.fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def receive(self) -> bytes:
+        """What one readable event finds (b"" at EOF): a first read, continued if it filled."""
+        error = self.read_error
+        if error is not None:
+            self.read_error = None
+            raise error
+        size = self.read_size
+        data: bytes = _read(self.fd, size)
+        if len(data) >= size:
+            data = self.read_rest(data)
+        self.read_size = min(max(2 * len(data), SMALL_READ), READ_SIZE)
+        return data
+
+    def read_rest(self, data: bytes) -> bytes:
+        """``data`` filled its read: add what else is there, up to MAX_READ in all.
+
+        The rest is read into this thread's spare buffer and copied out at its
+        exact size: no large block is allocated for bytes that may not come.
+        """
+        view = spare_buffer()[: MAX_READ - len(data)]
+        try:
+            more: int = _readv(self.fd, [view])
+        except WOULD_BLOCK:
+            return data
+        except OSError as exc:
+            # asyncio's single recv would have returned ``data``; the error comes next.
+            self.read_error = exc
+            return data
+        return data + view[:more] if more else data
 
     def read_into_protocol(self) -> None:
         """BufferedProtocol: read straight into the buffer the protocol lends us."""
@@ -199,7 +251,7 @@ class StreamCore(SocketCore):
             self.maybe_pause_protocol()
             return
         try:
-            sent: int = _write(self.fd, data)
+            sent = self.send(data)
         except WOULD_BLOCK:
             sent = 0
         except (SystemExit, KeyboardInterrupt):
@@ -254,10 +306,7 @@ class StreamCore(SocketCore):
         sock = self.sock
         assert sock is not None
         try:
-            if len(self.buffer) == 1 or not _HAS_SENDMSG:
-                sent: int = _write(self.fd, self.buffer[0])
-            else:
-                sent = sock.sendmsg(itertools.islice(self.buffer, _IOV_MAX))
+            sent = self.send_buffer()
         except WOULD_BLOCK:
             return
         except (SystemExit, KeyboardInterrupt):
@@ -280,6 +329,21 @@ class StreamCore(SocketCore):
             self.call_connection_lost(None)
         elif self.eof:
             sock.shutdown(socket.SHUT_WR)
+
+    def send(self, data: Any) -> int:
+        """Send ``data`` now; how many bytes the kernel took."""
+        sent: int = _write(self.fd, data)
+        return sent
+
+    def send_buffer(self) -> int:
+        """Send from the buffer: its one piece, or up to IOV_MAX pieces in one sendmsg."""
+        buffer = self.buffer
+        if len(buffer) == 1 or not _HAS_SENDMSG:
+            sent: int = _write(self.fd, buffer[0])
+            return sent
+        sock = self.sock
+        assert sock is not None
+        return sock.sendmsg(itertools.islice(buffer, _IOV_MAX))
 
     def consume(self, nbytes: int) -> None:
         """Drop the first ``nbytes`` buffered bytes (the kernel took them)."""
@@ -324,3 +388,35 @@ class StreamCore(SocketCore):
             waiter = self.empty_waiter
             if waiter is not None and not waiter.done():
                 waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+
+class ObjectStreamCore(StreamCore):
+    """A core over a socket object that is not exactly a ``socket.socket``.
+
+    A subclass or wrapper may override recv/send (instrumentation, test
+    doubles): this core calls the object's methods where asyncio's transport
+    does (``recv(256 KiB)``, ``send``, and ``sendmsg`` for the buffer on 3.12+;
+    ``recv_into`` for a BufferedProtocol, as every core does).
+    """
+
+    def receive(self) -> bytes:
+        sock = self.sock
+        assert sock is not None
+        return sock.recv(MAX_READ)
+
+    def send(self, data: Any) -> int:
+        sock = self.sock
+        assert sock is not None
+        return sock.send(data)
+
+    def send_buffer(self) -> int:
+        sock = self.sock
+        assert sock is not None
+        if _SENDMSG_BUFFER:
+            return sock.sendmsg(itertools.islice(self.buffer, _IOV_MAX))
+        return sock.send(self.buffer[0])
+
+
+def core_class(sock: socket.socket) -> type[StreamCore]:
+    """The core for ``sock``: through its fd if a plain socket, else through its methods."""
+    return StreamCore if type(sock) is socket.socket else ObjectStreamCore
