@@ -78,7 +78,8 @@ FIXED_MMAP = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 def faults_per_read(
     loop: str, size: int, variant: str = "protocol", malloc: dict[str, str] = FIXED_MMAP
-) -> float:
+) -> list[float]:
+    """Minor faults per read in three windows of 200 echoes, after a warm-up."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.update(malloc)
     server = subprocess.Popen(
@@ -90,22 +91,38 @@ def faults_per_read(
         with socket.create_connection(("127.0.0.1", port)) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             echo(sock, size, 50)  # warm up: imports, first allocations
-            before = minor_faults(server.pid)
-            echo(sock, size, 400)
-            return (minor_faults(server.pid) - before) / 400
+            rates = []
+            for _ in range(3):
+                before = minor_faults(server.pid)
+                echo(sock, size, 200)
+                rates.append((minor_faults(server.pid) - before) / 200)
+            return rates
     finally:
         server.kill()
         server.wait()
 
 
+# A storm faults in every window; stray faults (a garbage collection growing an
+# arena while the machine is busy) land in one window. The checks take the
+# quietest window, the controls the mean.
+
+
+def quietest(rates: list[float]) -> float:
+    return min(rates)
+
+
+def mean(rates: list[float]) -> float:
+    return sum(rates) / len(rates)
+
+
 @pytest.mark.parametrize("size", [1024, 100 * 1024])
 def test_reads_do_not_page_fault(size: int) -> None:
-    assert faults_per_read("aloop", size) < 0.1
+    assert quietest(faults_per_read("aloop", size)) < 0.1
 
 
 def test_the_check_sees_asyncios_fault_storm() -> None:
     # The control: asyncio's recv(256 KiB) crosses the fixed threshold on every read.
-    assert faults_per_read("asyncio", 1024) >= 1
+    assert mean(faults_per_read("asyncio", 1024)) >= 1
 
 
 glibc_only = pytest.mark.skipif(not is_glibc(), reason="tunes glibc's malloc; other libcs differ")
@@ -113,7 +130,7 @@ glibc_only = pytest.mark.skipif(not is_glibc(), reason="tunes glibc's malloc; ot
 
 @glibc_only
 def test_large_messages_do_not_regrow_the_heap() -> None:
-    assert faults_per_read("aloop", 100 * 1024, "streams", malloc={}) < 0.5
+    assert quietest(faults_per_read("aloop", 100 * 1024, "streams", malloc={})) < 0.5
 
 
 @glibc_only
@@ -121,4 +138,4 @@ def test_the_check_sees_heap_regrowth() -> None:
     # The control: with glibc's trim threshold fixed at its default (so aloop
     # cannot move it), the heap is given back and refaulted on every request.
     trim = {"MALLOC_TRIM_THRESHOLD_": "131072"}
-    assert faults_per_read("aloop", 100 * 1024, "streams", malloc=trim) >= 5
+    assert mean(faults_per_read("aloop", 100 * 1024, "streams", malloc=trim)) >= 5
