@@ -51,7 +51,9 @@ _write: Final = os.write
 # request (HTTP hello, callgrind, 3.12). SMALL_READ is the largest read whose
 # bytes object (33-byte header) pymalloc serves from its 512-byte blocks.
 # A first read that fills its buffer is continued into a spare buffer (see
-# read_rest), so a burst still arrives whole.
+# read_rest), so a burst still arrives whole. Only after an event that brought
+# more than READ_SIZE is a read MAX_READ-sized (and above a threshold fixed at
+# 128 KiB, mmap'd like asyncio's).
 SMALL_READ: Final = 512 - 33
 _IOV_MAX: Final = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 _HAS_SENDMSG: Final = hasattr(socket.socket, "sendmsg")
@@ -95,7 +97,7 @@ class StreamCore(SocketCore):
         self.pending = 0  # bytes in ``buffer``
         self.eof = False
         self.read_size = READ_SIZE
-        # An error met while continuing a read (read_rest), raised by the next one.
+        # An error met while continuing a read (read_rest), reported at the next EOF.
         self.read_error: OSError | None = None
         # A future resolved when the write buffer drains (sendfile waits on it).
         self.empty_waiter: asyncio.Future[None] | None = None
@@ -132,7 +134,7 @@ class StreamCore(SocketCore):
         except BaseException as exc:
             self.fatal_error(exc, "Fatal read error on socket transport")
             return
-        if not data:
+        if not len(data):
             self.read_eof()
             return
         receive = self.data_received
@@ -148,15 +150,15 @@ class StreamCore(SocketCore):
 
     def receive(self) -> bytes:
         """What one readable event finds (b"" at EOF): a first read, continued if it filled."""
-        error = self.read_error
-        if error is not None:
-            self.read_error = None
-            raise error
         size = self.read_size
         data: bytes = _read(self.fd, size)
-        if len(data) >= size:
+        n = len(data)
+        if n >= size:
             data = self.read_rest(data)
-        self.read_size = min(max(2 * len(data), SMALL_READ), READ_SIZE)
+            n = len(data)
+        # Past READ_SIZE (a bulk transfer) the next read takes MAX_READ at once,
+        # as asyncio's does: one allocation, no continuation and its copy.
+        self.read_size = min(max(2 * n, SMALL_READ), READ_SIZE) if n <= READ_SIZE else MAX_READ
         return data
 
     def read_rest(self, data: bytes) -> bytes:
@@ -165,13 +167,18 @@ class StreamCore(SocketCore):
         The rest is read into this thread's spare buffer and copied out at its
         exact size: no large block is allocated for bytes that may not come.
         """
-        view = spare_buffer()[: MAX_READ - len(data)]
+        room = MAX_READ - len(data)
+        if room <= 0:
+            return data
+        view = spare_buffer()[:room]
         try:
             more: int = _readv(self.fd, [view])
         except WOULD_BLOCK:
             return data
         except OSError as exc:
-            # asyncio's single recv would have returned ``data``; the error comes next.
+            # asyncio's single recv would have returned ``data``, the next one
+            # the error. The next read here finds the connection at its end
+            # (the kernel reports an error once): read_eof raises it then.
             self.read_error = exc
             return data
         return data + view[:more] if more else data
@@ -207,6 +214,11 @@ class StreamCore(SocketCore):
             self.fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
 
     def read_eof(self) -> None:
+        error = self.read_error
+        if error is not None:
+            self.read_error = None
+            self.fatal_error(error, "Fatal read error on socket transport")
+            return
         if self.loop.get_debug():
             logger.debug("%r received EOF", self.transport)
         try:
