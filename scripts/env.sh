@@ -15,7 +15,13 @@ SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
 # install on all five Pythons): a new release must not change what they check.
 DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" "rich>=13" pillow
     "aiohttp==3.14.5" "anyio==4.16.0" "httpx==0.29.0" "websockets==17.4" "uvicorn==0.55.0"
-    "asyncpg==0.32.0" "redis==8.2.0" "blockbuster==1.5.29")
+    "asyncpg==0.32.0" "redis==8.2.0" "blockbuster==1.5.29"
+    # Where users pick a loop (issue 18): servers and workers, OpenTelemetry,
+    # IPython and Jupyter, Dask, and the wheel build.
+    "gunicorn==27.0.1" "uvicorn-worker==0.4.0" "hypercorn==0.18.0" "granian==2.8.9"
+    "faststream[redis]==0.7.8" "opentelemetry-api==1.45.2" "opentelemetry-sdk==1.45.2"
+    "ipython==9.19.1" "ipykernel==7.4.0" "jupyter_client==8.10.0" "nbclient==0.11.0"
+    "nbformat==5.11.1" "dask==2026.8.0" "distributed==2026.8.0" "build==1.6.1" "auditwheel==6.8.2")
 
 is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 

@@ -1,15 +1,15 @@
-"""The command-line views of ``python -m aloop`` (rendering with rich)."""
+"""``python -m aloop``: its commands and their arguments (the views are in ``tooling/views.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
 from aloop.tooling.monitor import request
+from aloop.tooling.views import tasks_table, tasks_tree
 
 __all__ = ["main"]
 
@@ -22,72 +22,6 @@ def _rich() -> Any:
     import rich.console
 
     return rich.console.Console()
-
-
-def tasks_table(reply: dict[str, Any]) -> Any:
-    from rich.markup import escape
-    from rich.table import Table
-
-    stats = reply["stats"]
-    running = reply.get("running")
-    title = (
-        f"pid {reply['pid']}: {len(reply['tasks'])} tasks, {stats['callbacks']} callbacks, "
-        f"loop busy {stats['busy'] / max(stats['busy'] + stats['idle'], 1e-9):.0%}"
-    )
-    if running and running["for"] >= 0.1:
-        title += f"  [bold red]BLOCKED {running['for']:.1f} s by {escape(running['by'])}[/]"
-    table = Table(title=title)
-    for column in ("task", "state", "awaits", "steps", "cpu ms", "age s", "parent"):
-        table.add_column(column, overflow="fold")
-    counted = reply.get("counted", True)
-    if not counted:
-        table.caption = "steps and cpu ms: not counted (start the monitor with detail=True)"
-    for row in reply["tasks"]:
-        table.add_row(
-            escape(row["name"]),
-            row["state"],
-            escape(row["awaiting"]),
-            str(row["steps"]) if counted else "-",
-            f"{row['cpu'] * 1000:.1f}" if counted else "-",
-            f"{row['age']:.1f}",
-            escape(row["parent"] or ""),
-        )
-    return table
-
-
-def _user_frame(stack: list[str]) -> str:
-    """The innermost frame outside asyncio itself: where the task's own code waits."""
-    for frame in reversed(stack):
-        if f"{os.sep}asyncio{os.sep}" not in frame:
-            return frame
-    return stack[-1] if stack else ""
-
-
-def tasks_tree(reply: dict[str, Any]) -> Any:
-    from rich.tree import Tree
-
-    rows = {row["name"]: row for row in reply["tasks"]}
-    root = Tree(f"pid {reply['pid']}")
-    nodes: dict[str, Any] = {}
-
-    from rich.markup import escape
-
-    def add(name: str, parent: Any) -> None:
-        row = rows[name]
-        where = _user_frame(row["stack"])
-        # Names, states and reprs are data, not rich markup ("[waiting]").
-        state = escape("[" + row["state"] + "]")
-        label = f"[bold]{escape(name)}[/] {state} awaits "
-        label += escape(row["awaiting"])
-        nodes[name] = parent.add(f"{label}\n[dim]{escape(where)}[/]" if where else label)
-        for child in row["children"]:
-            if child in rows:
-                add(child, nodes[name])
-
-    for name, row in rows.items():
-        if row["parent"] not in rows:
-            add(name, root)
-    return root
 
 
 def main(argv: list[str] | None = None) -> int:
