@@ -1,10 +1,12 @@
 """Testing helpers: aloop loops for pytest-asyncio and anyio, on real or virtual time.
 
 The pytest plugin (the top-level module ``aloop_pytest``, registered through
-the ``pytest11`` entry point) adds the ``aloop`` marker and the ``aloop_clock``
-fixture. For pytest-asyncio (1.4+) and anyio, ``loop_factories`` and
-``loop_factory`` give factories to plug into their own hooks: real time
-unless ``virtual_time=True`` is asked for.
+the ``pytest11`` entry point) adds the ``aloop`` marker, the ``aloop_clock``
+fixture and ``--aloop`` (ini ``aloop = true``), which plugs these factories
+into pytest-asyncio and anyio for the whole session. By hand, for
+pytest-asyncio (1.4+) and anyio, ``loop_factories`` and ``loop_factory`` give
+factories to plug into their own hooks: real time unless ``virtual_time=True``
+is asked for.
 """
 
 from __future__ import annotations
