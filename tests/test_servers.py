@@ -267,7 +267,9 @@ GUNICORN_WORKERS = [("UvicornWorker", "asgi_app:app"), ("AiohttpWorker", "aiohtt
 
 
 def gunicorn(worker: str, app: str, port: int) -> list[str]:
-    return ["-m", "gunicorn", "-k", worker, "-w", "1", "-b", f"127.0.0.1:{port}", app]
+    # No control socket: gunicorn's default is one fixed path under $HOME.
+    bind = ["-b", f"127.0.0.1:{port}", "--no-control-socket"]
+    return ["-m", "gunicorn", "-k", worker, "-w", "1", *bind, app]
 
 
 @pytest.mark.parametrize(("worker", "app"), GUNICORN_WORKERS)
@@ -326,11 +328,15 @@ def redis_session() -> Iterator[Service | str]:
     yield from service_fixture(start_redis)
 
 
-def test_faststream_run_loop_option(apps: Path, redis_session: Service | str) -> None:
-    """``faststream run --loop``: a Redis subscriber answers from an aloop loop."""
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_faststream_run_loop(apps: Path, redis_session: Service | str, how: str) -> None:
+    """``faststream run --loop`` (or FASTSTREAM_LOOP): a Redis subscriber answers from aloop."""
     pytest.importorskip("typer", reason="faststream run needs faststream[cli] (scripts/env.sh)")
-    argv = ["-m", "faststream", "run", "faststream_app:app", "--loop", "aloop:new_event_loop"]
-    assert ALOOP.encode() in faststream_answer(argv, apps, redis_session)
+    argv = ["-m", "faststream", "run", "faststream_app:app"]
+    env = {"FASTSTREAM_LOOP": "aloop:new_event_loop"}
+    if how == "option":
+        argv, env = [*argv, "--loop", env.pop("FASTSTREAM_LOOP")], {}
+    assert ALOOP.encode() in faststream_answer(argv, apps, redis_session, **env)
 
 
 def test_faststream_under_aloop_run(apps: Path, redis_session: Service | str) -> None:
@@ -338,7 +344,9 @@ def test_faststream_under_aloop_run(apps: Path, redis_session: Service | str) ->
     assert ALOOP.encode() in faststream_answer(["faststream_main.py"], apps, redis_session)
 
 
-def faststream_answer(argv: list[str], apps: Path, redis_session: Service | str) -> bytes:
+def faststream_answer(
+    argv: list[str], apps: Path, redis_session: Service | str, **env: str
+) -> bytes:
     """Start the FastStream app, send it a message, return its reply's payload."""
     import redis
 
@@ -348,7 +356,7 @@ def faststream_answer(argv: list[str], apps: Path, redis_session: Service | str)
     try:
         replies.subscribe("aloop-test-out")
         url = f"redis://{server.host}:{server.port}"
-        with running(argv, apps, ALOOP_TEST_REDIS=url) as (proc, log):
+        with running(argv, apps, ALOOP_TEST_REDIS=url, **env) as (proc, log):
             return faststream_reply(client, replies, proc, log)
     finally:
         replies.close()
