@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 MARKER = "aloop"
 _OPTIONS = frozenset({"virtual_time", "start", "autojump", "debug"})
 _SESSION_PLUGIN = "aloop-session"
+_MARKED_PLUGIN = "aloop-marked"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,6 +79,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "aloop(virtual_time=False, start=0.0, autojump=True, debug=False): "
         "run this async test on an aloop event loop",
     )
+    # Registered now, after every entry-point plugin: among the tryfirst
+    # pytest_pyfunc_call implementations, the last registered runs first, so a
+    # marked test is ours also under anyio's auto mode.
+    config.pluginmanager.register(MarkedTests(), _MARKED_PLUGIN)
     if _session_asked(config):
         config.pluginmanager.register(
             SessionLoops(virtual_time=_session_virtual_time(config)), _SESSION_PLUGIN
@@ -166,12 +171,20 @@ def _new_clock(options: dict[str, Any]) -> VirtualClock:
 @pytest.fixture
 def aloop_clock(request: pytest.FixtureRequest) -> VirtualClock:
     """The virtual clock of this ``@pytest.mark.aloop`` test's loop."""
-    options = _marker_options(request.node)
+    node = request.node
+    options = _marker_options(node)
     if options is None:
         pytest.fail(
-            f"{request.node.nodeid}: aloop_clock is the clock of a @pytest.mark.aloop "
+            f"{node.nodeid}: aloop_clock is the clock of a @pytest.mark.aloop "
             "test's loop; mark the test, or read asyncio.get_running_loop().virtual_clock "
             "in a test run with --aloop-virtual-time",
+            pytrace=False,
+        )
+    marker = node.get_closest_marker(MARKER)
+    if marker is not None and marker.kwargs.get("virtual_time", True) is False:
+        pytest.fail(
+            f"{node.nodeid}: aloop_clock means virtual time, "
+            "but the test is marked @pytest.mark.aloop(virtual_time=False)",
             pytrace=False,
         )
     return _new_clock(options)
@@ -195,22 +208,30 @@ def _test_coroutine_function(item: pytest.Function) -> Any:
     return func
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    options = _marker_options(pyfuncitem)
-    if options is None:
-        return None
-    func = _test_coroutine_function(pyfuncitem)
+def _run_marked(item: pytest.Function, options: dict[str, Any]) -> None:
+    """Run the marked test's coroutine on a fresh aloop loop, as ``asyncio.run`` would."""
+    func = _test_coroutine_function(item)
     import asyncio
 
     import aloop
 
-    requested = pyfuncitem.funcargs.get("aloop_clock")
+    requested = item.funcargs.get("aloop_clock")
     clock = requested if isinstance(requested, aloop.VirtualClock) else None
     if clock is None and options["virtual_time"]:
         clock = _new_clock(options)
     loop = aloop.new_event_loop(virtual_time=clock if clock is not None else False)
-    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    kwargs = {name: item.funcargs[name] for name in item._fixtureinfo.argnames}
     with asyncio.Runner(debug=options.get("debug", False), loop_factory=lambda: loop) as runner:
         runner.run(func(**kwargs))
-    return True
+
+
+class MarkedTests:
+    """Runs the tests marked ``aloop``; any other test is left to whoever runs it."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        options = _marker_options(pyfuncitem)
+        if options is None:
+            return None
+        _run_marked(pyfuncitem, options)
+        return True

@@ -239,6 +239,43 @@ def test_clock(aloop_clock):
     result.stdout.fnmatch_lines(["*aloop_clock is the clock of a @pytest.mark.aloop test*"])
 
 
+@needs_anyio
+def test_marker_wins_over_anyio_auto_mode(pytester: pytest.Pytester) -> None:
+    """anyio's auto mode takes every async def test; a marked one is still aloop's."""
+    pytester.makeini("[pytest]\nanyio_mode = auto\n")
+    pytester.makepyfile(
+        """
+import asyncio
+import aloop
+import pytest
+
+@pytest.mark.aloop
+async def test_marked():
+    assert isinstance(asyncio.get_running_loop(), aloop.Loop)
+
+async def test_unmarked():
+    assert not isinstance(asyncio.get_running_loop(), aloop.Loop)
+"""
+    )
+    result = pytester.runpytest("-p", "no:asyncio")
+    result.assert_outcomes(passed=2)
+
+
+def test_clock_fixture_with_real_time_marker_says_so(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.aloop(virtual_time=False)
+async def test_clock(aloop_clock):
+    pass
+"""
+    )
+    result = pytester.runpytest("-p", "no:asyncio")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*aloop_clock means virtual time*virtual_time=False*"])
+
+
 # A project that knows nothing of aloop: each test prints the type of its loop.
 OTHER_PROJECT = """
 import asyncio
