@@ -77,7 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "aloop(virtual_time=False, start=0.0, autojump=True, debug=False): "
-        "run this async test on an aloop event loop",
+        "run this async test on an aloop event loop (virtual_time defaults to "
+        "True under --aloop-virtual-time)",
     )
     # Registered now, after every entry-point plugin: among the tryfirst
     # pytest_pyfunc_call implementations, the last registered runs first, so a
