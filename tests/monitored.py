@@ -106,17 +106,60 @@ SERVER_PROGRAM = textwrap.dedent(
 ).replace("{connections}", str(CONNECTIONS))
 
 
+# Two aloop loops one after the other, made the way argv[1] says, each running
+# a task main-N until a line arrives on stdin; no monitor or trace asked for
+# in the code (the environment decides).
+LOOPS_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, sys
+    import aloop
+
+    async def main(n):
+        asyncio.current_task().set_name(f"main-{n}")
+        print(f"ready {n}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+    how = sys.argv[1]
+    for n in (1, 2):
+        if how == "asyncio.run":
+            if sys.version_info >= (3, 12):
+                asyncio.run(main(n), loop_factory=aloop.new_event_loop)
+            else:
+                with asyncio.Runner(loop_factory=aloop.new_event_loop) as runner:
+                    runner.run(main(n))
+        elif how == "Loop":
+            loop = aloop.Loop()
+            loop.run_until_complete(main(n))
+            loop.close()
+        else:
+            aloop.run(main(n), monitor={"run": None, "run-off": False}[how])
+    print("done", flush=True)
+    """
+)
+
+
 class Program:
-    def __init__(self, tmp: Path, source: str = PROGRAM) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        source: str = PROGRAM,
+        *,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        ready: str = "ready",
+        stderr: int | None = None,
+    ) -> None:
         script = tmp / "monitored.py"
         script.write_text(source)
         self.proc = subprocess.Popen(
-            [sys.executable, str(script)],
+            [sys.executable, str(script), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
+            env={**os.environ, **(env or {})},
         )
-        assert self.readline() == "ready"
+        assert self.readline() == ready
 
     @property
     def pid(self) -> int:
@@ -131,14 +174,26 @@ class Program:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def stop(self) -> None:
+        """Kill it if still running, and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
 
 def run_program(tmp_path: Path, source: str = PROGRAM) -> Iterator[Program]:
     """The monitored program, stopped (and its socket checked gone) afterwards."""
     prog = Program(tmp_path, source)
-    yield prog
-    if prog.proc.poll() is None:
-        prog.send("exit")
-        prog.proc.wait(30)
+    try:
+        yield prog
+        if prog.proc.poll() is None:
+            prog.send("exit")
+            prog.proc.wait(30)
+    finally:
+        prog.stop()
     assert not os.path.exists(socket_path(prog.pid)), "the monitor left its socket behind"
 
 

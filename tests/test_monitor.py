@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import stat
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.monitored import CONNECTIONS, SERVER_PROGRAM, Program, cli, run_program
+from tests.monitored import (
+    CONNECTIONS,
+    LOOPS_PROGRAM,
+    SERVER_PROGRAM,
+    Program,
+    cli,
+    run_program,
+)
 
-from aloop.tooling.monitor import request, socket_path
+import aloop
+from aloop.tooling.monitor import Monitor, request, socket_path
 
 
 @pytest.fixture
@@ -25,7 +38,10 @@ def test_ps_lists_every_task_with_state_and_wait(program: Program) -> None:
     for name in ("main", "parent", "worker-0", "worker-1", "worker-2", "victim"):
         assert name in out
     worker_line = next(line for line in out.splitlines() if "worker-1" in line)
-    assert "waiting" in worker_line and "sleep until" in worker_line and "parent" in worker_line
+    assert "waiting" in worker_line and "parent" in worker_line
+    # Each row names its coroutine; a sleep reads as the time left.
+    assert "worker-1 worker()" in worker_line
+    assert re.search(r"sleep \(35\d\d\.\d{3} s left\)", worker_line), worker_line
     # monitor=True counts no steps: the table says so rather than show zeros.
     assert request(program.pid, {"cmd": "ps"})["counted"] is False
     assert "not counted" in " ".join(out.split())
@@ -33,8 +49,8 @@ def test_ps_lists_every_task_with_state_and_wait(program: Program) -> None:
 
 def test_pstree_nests_children_under_parents(program: Program) -> None:
     lines = cli("pstree", str(program.pid)).stdout.splitlines()
-    parent = next(i for i, line in enumerate(lines) if "parent [waiting]" in line)
-    worker = next(i for i, line in enumerate(lines) if "worker-2 [waiting]" in line)
+    parent = next(i for i, line in enumerate(lines) if "parent parent() [waiting]" in line)
+    worker = next(i for i, line in enumerate(lines) if "worker-2 worker() [waiting]" in line)
     indent = lines[worker].index("worker-2") - lines[parent].index("parent")
     assert worker > parent and indent > 0
     assert "worker() at " in lines[worker + 1]
@@ -76,6 +92,21 @@ def test_trace_from_outside(program: Program, tmp_path: Path) -> None:
 def test_top_refreshes(program: Program) -> None:
     out = cli("top", str(program.pid), "--interval", "0.05", "--iterations", "2").stdout
     assert "worker-0" in out
+    # Not a terminal: one plain snapshot per interval, no cursor control codes.
+    assert "\x1b" not in out
+    assert len(re.findall(r"^--- \d\d:\d\d:\d\d$", out, re.M)) == 2
+    assert out.count("worker-0 worker()") == 2
+    assert "since last refresh" in out
+
+
+def test_sleeping_program_is_not_busy(program: Program) -> None:
+    # Every task sleeps and the loop waits in one long poll: that is idle
+    # time, though the poll has not returned yet.
+    stats = request(program.pid, {"cmd": "ps"})["stats"]
+    assert stats["idle"] > stats["busy"]
+    title = cli("ps", str(program.pid)).stdout.splitlines()[0]
+    busy = int(re.search(r"loop busy (\d+)%", title).group(1))  # type: ignore[union-attr]
+    assert busy < 50, title
 
 
 def test_socket_is_private(program: Program) -> None:
@@ -84,10 +115,211 @@ def test_socket_is_private(program: Program) -> None:
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
 
 
-def test_no_monitor_is_a_clear_error() -> None:
-    result = cli("ps", "999999999", check=False)
+@pytest.mark.parametrize("command", ["ps", "pstree", "top", "web", "trace", "cancel"])
+def test_gone_process_is_a_clear_error(command: str) -> None:
+    extra = ["main"] if command == "cancel" else []
+    result = cli(command, "999999999", *extra, check=False)
     assert result.returncode == 1
-    assert "no aloop monitor for process 999999999" in result.stderr
+    assert "no process 999999999: it has exited, or the pid is wrong" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _idle_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A process of ours with no aloop loop, running until its stdin closes."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def _stale_socket(path: str) -> None:
+    """A socket file nothing listens on, as a killed process leaves it."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(path)
+
+
+@pytest.mark.parametrize("setting", [None, "0", "1"])
+def test_live_process_without_monitor_says_what_to_do(setting: str | None) -> None:
+    env = {"ALOOP_MONITOR": setting} if setting is not None else {}
+    base = {key: value for key, value in os.environ.items() if key != "ALOOP_MONITOR"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**base, **env},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        result = cli("ps", str(proc.pid), check=False)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        for stream in (proc.stdin, proc.stdout):
+            assert stream is not None
+            stream.close()
+    assert result.returncode == 1
+    message = result.stderr
+    assert f"process {proc.pid} (" in message
+    if setting == "1":
+        # The variable is already set: do not tell the user to set it.
+        assert "has ALOOP_MONITOR=1 but serves no monitor" in message
+        assert "no aloop event loop is running in it now" in message
+        assert "start it with" not in message
+    else:
+        assert "start it with ALOOP_MONITOR=1" in message and "monitor=True" in message
+        if setting == "0":
+            assert "runs with ALOOP_MONITOR='0'" in message
+
+
+def test_stale_socket_of_a_gone_process_is_removed() -> None:
+    pid = 999999998
+    path = socket_path(pid)
+    _stale_socket(path)
+    try:
+        result = cli("ps", str(pid), check=False)
+        assert result.returncode == 1
+        assert f"no process {pid}" in result.stderr
+        assert f"Its monitor socket {path} was left behind (stale); removed it" in result.stderr
+        assert not os.path.exists(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_stale_socket_of_a_live_process_is_removed() -> None:
+    proc = _idle_process({})
+    path = socket_path(proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        _stale_socket(path)
+        result = cli("pstree", str(proc.pid), check=False)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        for stream in (proc.stdin, proc.stdout):
+            assert stream is not None
+            stream.close()
+        if os.path.exists(path):
+            os.unlink(path)
+            pytest.fail("the stale socket was not removed")
+    assert result.returncode == 1
+    assert f"nothing listens on {path}: the socket is stale" in result.stderr
+    assert "removed it" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["asyncio.run", "Loop", "run"])
+def test_environment_turns_tooling_on_for_every_loop(how: str, tmp_path: Path) -> None:
+    """ALOOP_MONITOR and ALOOP_TRACE reach loops aloop.run did not make, one
+    loop after another: each has the monitor in turn and a trace file."""
+    trace = tmp_path / "t.json"
+    env = {"ALOOP_MONITOR": "1", "ALOOP_TRACE": str(trace), "ALOOP_WATCHDOG": "0"}
+    prog = Program(tmp_path, LOOPS_PROGRAM, args=(how,), env=env, ready="ready 1")
+    try:
+        for n in (1, 2):
+            if n == 2:
+                assert prog.readline() == "ready 2"
+            names = {row["name"] for row in request(prog.pid, {"cmd": "ps"})["tasks"]}
+            assert f"main-{n}" in names
+            prog.send("")
+        assert prog.readline() == "done"
+        assert prog.proc.wait(30) == 0
+    finally:
+        prog.stop()
+    assert not os.path.exists(socket_path(prog.pid))
+    for n, path in ((1, trace), (2, tmp_path / "t.2.json")):
+        data = json.loads(path.read_text())
+        tracks = {e["args"]["name"] for e in data["traceEvents"] if e["name"] == "thread_name"}
+        assert f"main-{n}" in tracks, (path, tracks)
+
+
+def test_explicit_argument_wins_over_the_environment(tmp_path: Path) -> None:
+    env = {"ALOOP_MONITOR": "1", "ALOOP_WATCHDOG": "0"}
+    prog = Program(tmp_path, LOOPS_PROGRAM, args=("run-off",), env=env, ready="ready 1")
+    try:
+        result = cli("ps", str(prog.pid), check=False)
+        prog.send("")
+        assert prog.readline() == "ready 2"
+        prog.send("")
+        assert prog.readline() == "done"
+    finally:
+        prog.stop()
+    assert result.returncode == 1
+    assert "has ALOOP_MONITOR=1 but serves no monitor" in result.stderr
+
+
+BLOCKING_PROGRAM = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    import aloop
+
+    async def main():
+        monitor = aloop.Monitor(asyncio.get_running_loop(), **eval(sys.argv[1])).start()
+        deadline = time.monotonic() + 30
+        while not monitor.watchdog.reports and time.monotonic() < deadline:
+            time.sleep(0.01)   # blocks the loop until the watchdog has seen it
+        monitor.stop()
+        print("reports", len(monitor.watchdog.reports), flush=True)
+
+    print("ready", flush=True)
+    aloop.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "env", "logged"),
+    [
+        ("{}", {}, True),
+        ("{}", {"ALOOP_WATCHDOG": "0"}, False),
+        ("{'log_blocks': False}", {}, False),
+        ("{'log_blocks': True}", {"ALOOP_WATCHDOG": "0"}, True),
+    ],
+)
+def test_watchdog_reports_on_stderr_can_be_turned_off(
+    tmp_path: Path, kwargs: str, env: dict[str, str], logged: bool
+) -> None:
+    prog = Program(tmp_path, BLOCKING_PROGRAM, args=(kwargs,), env=env, stderr=subprocess.PIPE)
+    try:
+        assert prog.readline() == "reports 1"
+        assert prog.proc.stderr is not None
+        err = prog.proc.stderr.read()
+        assert prog.proc.wait(30) == 0
+    finally:
+        prog.stop()
+    assert ("event loop blocked for" in err) is logged, err
+
+
+def test_monitor_is_public_and_loaded_on_use(tmp_path: Path) -> None:
+    assert aloop.Monitor is Monitor
+    assert "Monitor" in dir(aloop)
+    code = "import sys, aloop; print('aloop.tooling.monitor' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "False"
+    # One monitor per socket path in a process.
+    loop = aloop.new_event_loop()
+    try:
+        with Monitor(loop, path=str(tmp_path / "m.sock")):
+            with pytest.raises(RuntimeError, match="another aloop Monitor of this process"):
+                Monitor(loop, path=str(tmp_path / "m.sock")).start()
+            assert request_path_ok(str(tmp_path / "m.sock"))
+    finally:
+        loop.close()
+
+
+def request_path_ok(path: str) -> bool:
+    """The first monitor still answers at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(path)
+        conn.sendall(b'{"cmd": "ps"}\n')
+        return b'"tasks"' in conn.recv(1 << 20)
 
 
 def test_server_with_many_connections(server: Program) -> None:
@@ -100,7 +332,7 @@ def test_server_with_many_connections(server: Program) -> None:
         # asyncio starts a handler from the listening socket's accept callback,
         # not from a task: handlers are roots of the tree.
         assert row["state"] == "waiting" and row["parent"] is None
-        assert row["awaiting"].startswith("<Future pending")
+        assert re.fullmatch(r"read from 127\.0\.0\.1:\d+ \(fd \d+\)", row["awaiting"])
         assert row["stack"][0].startswith("handle() at ")
         assert any(frame.startswith("readline() at ") for frame in row["stack"])
     for row in clients:
@@ -111,6 +343,7 @@ def test_server_with_many_connections(server: Program) -> None:
     out = cli("ps", str(server.pid)).stdout
     lines = [line for line in out.splitlines() if " conn-" in f" {line}"]
     assert len(lines) == CONNECTIONS
-    assert all("waiting" in line and "<Future pending" in line for line in lines)
+    assert all("waiting" in line and "read from 127.0.0.1:" in line for line in lines)
+    assert all("handle()" in line for line in lines)
     tree = cli("pstree", str(server.pid)).stdout
     assert "handle() at " in tree and tree.count("conn-") == CONNECTIONS

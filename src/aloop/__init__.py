@@ -47,6 +47,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Monitor":
+        # The monitor's modules (threads, sockets, json) load only when asked.
+        from aloop.tooling.monitor import Monitor
+
+        return Monitor
     # The policy names are resolved on use (see aloop.policy): no deprecated
     # asyncio name is touched at import.
     from aloop.policy import NAMES, resolve
@@ -59,4 +64,4 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     from aloop.policy import NAMES
 
-    return sorted([*globals(), *NAMES])
+    return sorted([*globals(), *NAMES, "Monitor"])

@@ -77,13 +77,31 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _top(console: Any, args: argparse.Namespace) -> None:
-    from rich.live import Live
-
+    """Redraw the table in place on a terminal; elsewhere (a pipe, a file, a
+    log) print one plain snapshot per interval, each after a time stamp."""
     shown = 0
-    with Live(console=console, auto_refresh=False) as live:
+    previous: dict[str, Any] | None = None
+    live: Any = None
+    if console.is_terminal:
+        from rich.live import Live
+
+        live = Live(console=console, auto_refresh=False)
+        live.start()
+    try:
         while True:
-            live.update(tasks_table(request(args.pid, {"cmd": "ps"})), refresh=True)
+            reply = request(args.pid, {"cmd": "ps"})
+            table = tasks_table(reply, previous)
+            previous = reply
+            if live is not None:
+                live.update(table, refresh=True)
+            else:
+                stamp = time.strftime("%H:%M:%S", time.localtime(reply["time"]))
+                console.print(f"--- {stamp}", markup=False, highlight=False)
+                console.print(table)
             shown += 1
             if args.iterations and shown >= args.iterations:
                 return
             time.sleep(args.interval)
+    finally:
+        if live is not None:
+            live.stop()

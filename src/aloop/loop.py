@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
+import sys
 import threading
 import warnings
 from asyncio import base_events, futures, tasks
@@ -23,6 +25,9 @@ __all__ = ["Loop"]
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
+
+_environ = os.environ
+_modules = sys.modules
 
 
 def _run_until_complete_cb(fut: asyncio.Future[Any]) -> None:
@@ -49,12 +54,27 @@ class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # 
             if not self.is_running():
                 self.close()
 
+    def run_forever(self) -> None:
+        """Run until ``stop()`` is called.
+
+        ``ALOOP_MONITOR``/``ALOOP_TRACE``/``ALOOP_OTEL`` in the environment
+        start their tooling for this loop (see ``aloop.tooling.auto``).
+        """
+        if "ALOOP_MONITOR" in _environ or "ALOOP_TRACE" in _environ or "ALOOP_OTEL" in _environ:
+            from aloop.tooling.auto import loop_starting
+
+            loop_starting(self)
+        BaseLoop.run_forever(self)
+
     def close(self) -> None:
         """Drop queued callbacks, stop the default executor (without waiting), release fds."""
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self._closed:
             return
+        auto = _modules.get("aloop.tooling.auto")
+        if auto is not None:  # a monitor or trace to stop and save first
+            auto.loop_closing(self)
         if self._debug:
             base_events.logger.debug("Close %r", self)  # type: ignore[attr-defined]
         self._close_processes()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from asyncio import events
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -43,54 +42,30 @@ def run(
     ``virtual_time=True`` (or a ``VirtualClock``) runs it on virtual time:
     sleeps and timeouts take no real time. ``trace="out.json"`` records task
     steps, callbacks and I/O waits to a Perfetto / Chrome trace file.
-    ``monitor=True`` (default: the ``ALOOP_MONITOR`` environment variable)
-    serves ``python -m aloop ps/pstree/top/cancel/trace PID``.
+    ``monitor=True`` serves ``python -m aloop ps/pstree/top/cancel/trace/web
+    PID`` (see ``aloop.Monitor``). Left as None, ``ALOOP_MONITOR=1`` and
+    ``ALOOP_TRACE=out.json`` in the environment turn them on, as for every
+    aloop loop; an argument given wins over its variable.
     """
     if events._get_running_loop() is not None:
         # Same words as asyncio.run, so code that matches on them keeps working.
         raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    if monitor is None:
-        monitor = os.environ.get("ALOOP_MONITOR", "") not in ("", "0")
     loop = new_event_loop(virtual_time=virtual_time)
     runner = asyncio.Runner(debug=debug, loop_factory=lambda: loop)
-    tools = _Tooling()
     try:
-        tools.start(loop, trace, monitor)
+        if monitor is not None or trace is not None:
+            # Given arguments win over ALOOP_MONITOR / ALOOP_TRACE; otherwise
+            # the loop's first run applies the variables (aloop.tooling.auto).
+            from aloop.tooling.auto import configure
+
+            configure(loop, monitor=monitor, trace=trace)
         # asyncio.run makes its loop the current one for the run, and then
         # none; a Runner given a loop_factory does neither, so do it here.
         events.set_event_loop(runner.get_loop())
         return runner.run(main)
     finally:
-        tools.stop_monitor()
+        # Closing the loop stops its monitor and saves its trace.
         runner.close()
         events.set_event_loop(None)
-        tools.save_trace()
-
-
-class _Tooling:
-    """The trace and monitor ``run`` was asked for (imported only when asked)."""
-
-    def __init__(self) -> None:
-        self._trace_path: str | None = None
-        self._trace: Any = None
-        self._monitor: Any = None
-
-    def start(self, loop: Loop, trace: str | None, monitor: bool) -> None:
-        self._trace_path = trace
-        if trace is not None:
-            from aloop.tooling.trace import Trace
-
-            self._trace = Trace()
-            loop.add_instrument(self._trace)
-        if monitor:
-            from aloop.tooling.monitor import Monitor
-
-            self._monitor = Monitor(loop).start()
-
-    def stop_monitor(self) -> None:
-        if self._monitor is not None:
-            self._monitor.stop()
-
-    def save_trace(self) -> None:
-        if self._trace is not None and self._trace_path is not None:
-            self._trace.save(self._trace_path)
+        if not loop.is_closed():
+            loop.close()

@@ -155,6 +155,9 @@ class BaseLoop:
         self._io_events = 0
         self._measure_idle = False
         self._idle_time = 0.0
+        # perf_counter() when the measured poll in progress began, else 0.0:
+        # a monitor counts a long wait as idle before it ends.
+        self._poll_started = 0.0
         self._vclock: VirtualClock | None = None
         if virtual_time is True:
             self._vclock = VirtualClock()
@@ -725,7 +728,10 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
     if recorder is not None:
         wait_begin(recorder, timeout)
     measure = loop._measure_idle
-    started = _perf_counter() if measure else 0.0
+    started = 0.0
+    if measure:
+        started = _perf_counter()
+        loop._poll_started = started
     loop._polling = True
     try:
         event_list = loop._poller.poll(timeout)
@@ -734,6 +740,7 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
     loop._polls += 1
     if measure:
         loop._idle_time += _perf_counter() - started
+        loop._poll_started = 0.0
     if instruments is not None and instruments.io_waits:
         instruments.call("after_io_wait", len(event_list))
     if recorder is not None:

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aloop._core.recorder import Recorder, StatsTable, TaskStats, set_counting
-from aloop._core.taskinfo import awaited_tasks, awaiting, suspension_stack, task_outcome
+from aloop._core.taskinfo import (
+    _await_chain,
+    _timer_for,
+    awaited_tasks,
+    awaiting,
+    suspension_stack,
+    task_outcome,
+)
 
 __all__ = [
     "TaskInfo",
@@ -91,6 +98,8 @@ class TaskInfo:
     waits_on: tuple[str, ...] = ()
     #: The tasks waiting on this one: the awaited-by graph, reversed ``waits_on``.
     awaited_by: tuple[str, ...] = ()
+    #: The task's coroutine, as ``main()`` (its qualified name); "" if unknown.
+    coro: str = ""
 
 
 class TaskTracker:
@@ -293,16 +302,106 @@ def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
                 state=_state(task, loop),
                 parent=rec.parent.name if rec and rec.parent else None,
                 children=tuple(child.name for child in rec.children) if rec else (),
-                awaiting=awaiting(task, loop),
+                awaiting=describe_wait(task, loop),
                 stack=tuple(suspension_stack(task)),
                 age=now - rec.created if rec else 0.0,
                 steps=stats.steps if stats else rec.steps if rec else 0,
                 cpu=stats.seconds if stats else rec.cpu if rec else 0.0,
                 cancelled_by=rec.cancelled_by if rec else None,
                 waits_on=tuple(awaited.get_name() for awaited in awaited_tasks(task)),
+                coro=coro_name(task),
             )
         )
     return sorted(_with_awaited_by(rows), key=lambda row: row.name)
+
+
+def coro_name(task: asyncio.Task[Any]) -> str:
+    """``main()``: the qualified name of the coroutine the task runs."""
+    coro = task.get_coro()
+    if coro is None:
+        return ""
+    name = getattr(coro, "__qualname__", None) or type(coro).__qualname__
+    return f"{name}()"
+
+
+def describe_wait(task: asyncio.Task[Any], loop: Any) -> str:
+    """What ``task`` waits for, in words a reader of ``ps`` can act on.
+
+    A sleep says how long is left (or how late it is), a stream read or
+    drain names the transport's peer and fd, a queue, lock, event,
+    semaphore or condition names the call; the rest as ``awaiting`` says.
+    """
+    waiter = getattr(task, "_fut_waiter", None)
+    if waiter is None or task.done() or isinstance(waiter, asyncio.Task):
+        return awaiting(task, loop)
+    if getattr(waiter, "_children", None) is not None:  # a gather
+        return awaiting(task, loop)
+    timer = _timer_for(loop, waiter)
+    if timer is not None:
+        left = timer.when() - loop.time()
+        if left >= 0:
+            return f"sleep ({left:.3f} s left)"
+        return f"sleep (overdue by {-left:.3f} s: the loop is late)"
+    primitive = _primitive_wait(task)
+    return primitive if primitive is not None else awaiting(task, loop)
+
+
+# (method, class) of the innermost coroutine -> what the task waits for.
+_PRIMITIVES: tuple[tuple[str, type[Any], str], ...] = (
+    ("get", asyncio.Queue, "queue.get(): the queue is empty"),
+    ("put", asyncio.Queue, "queue.put(): the queue is full"),
+    ("join", asyncio.Queue, "queue.join(): items not yet done"),
+    ("wait", asyncio.Event, "event.wait()"),
+    ("wait", asyncio.Condition, "condition.wait()"),
+    ("acquire", asyncio.Lock, "lock.acquire(): the lock is held"),
+    ("acquire", asyncio.Semaphore, "semaphore.acquire(): no slot free"),
+    ("wait", asyncio.Barrier, "barrier.wait()"),
+)
+
+
+def _primitive_wait(task: asyncio.Task[Any]) -> str | None:
+    frames = list(_await_chain(task))
+    if not frames:
+        return None
+    frame = frames[-1]
+    owner = frame.f_locals.get("self")
+    name = frame.f_code.co_name
+    if name == "_wait_for_data" and isinstance(owner, asyncio.StreamReader):
+        return f"read from {_transport_text(getattr(owner, '_transport', None))}"
+    if name == "_drain_helper":
+        transport = getattr(owner, "_transport", None)
+        return f"drain: write to {_transport_text(transport)} (its buffer is full)"
+    for method, cls, text in _PRIMITIVES:
+        if name == method and isinstance(owner, cls):
+            return text
+    return None
+
+
+def _transport_text(transport: Any) -> str:
+    """``127.0.0.1:5432 (fd 7)``: a transport's peer and fd, as far as known."""
+    if transport is None:
+        return "a closed transport"
+    peer: Any = None
+    fd = -1
+    try:
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("socket")
+        pipe = transport.get_extra_info("pipe")
+        if sock is not None:
+            fd = sock.fileno()
+        elif pipe is not None:
+            fd = pipe.fileno()
+            peer = peer or "a pipe"
+    except Exception:  # a transport being closed on the loop thread right now
+        pass
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = f"[{peer[0]}]" if ":" in str(peer[0]) else str(peer[0])
+        text = f"{host}:{peer[1]}"
+    elif peer:
+        text = str(peer)
+    else:
+        text = type(transport).__name__
+    return f"{text} (fd {fd})" if fd >= 0 else text
 
 
 def _with_awaited_by(rows: list[TaskInfo]) -> list[TaskInfo]:
@@ -345,7 +444,8 @@ def format_tree(rows: list[TaskInfo]) -> str:
 
     def emit(row: TaskInfo, depth: int) -> None:
         detail = f"{row.state}, awaits {row.awaiting}" if row.state == WAITING else row.state
-        lines.append(f"{'  ' * depth}{row.name} [{detail}] steps={row.steps}")
+        named = f"{row.name} {row.coro}" if row.coro else row.name
+        lines.append(f"{'  ' * depth}{named} [{detail}] steps={row.steps}")
         for child in kids.get(row.name, []):
             emit(child, depth + 1)
 

@@ -5,18 +5,31 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["tasks_table", "tasks_tree"]
+__all__ = ["busy_share", "tasks_table", "tasks_tree"]
 
 
-def tasks_table(reply: dict[str, Any]) -> Any:
+def busy_share(reply: dict[str, Any], previous: dict[str, Any] | None = None) -> float:
+    """The share of time the loop ran callbacks rather than waited: since the
+    monitor started, or between ``previous`` and ``reply``."""
+    busy, idle = reply["stats"]["busy"], reply["stats"]["idle"]
+    if previous is not None:
+        busy -= previous["stats"]["busy"]
+        idle -= previous["stats"]["idle"]
+    total = busy + idle
+    return min(max(busy / total, 0.0), 1.0) if total > 0 else 0.0
+
+
+def tasks_table(reply: dict[str, Any], previous: dict[str, Any] | None = None) -> Any:
+    """The ``ps`` table; ``previous`` (an earlier reply): busy share since then."""
     from rich.markup import escape
     from rich.table import Table
 
     stats = reply["stats"]
     running = reply.get("running")
+    since = "last refresh" if previous is not None else "the monitor started"
     title = (
         f"pid {reply['pid']}: {len(reply['tasks'])} tasks, {stats['callbacks']} callbacks, "
-        f"loop busy {stats['busy'] / max(stats['busy'] + stats['idle'], 1e-9):.0%}"
+        f"loop busy {busy_share(reply, previous):.0%} since {since}"
     )
     if running and running["for"] >= 0.1:
         title += f"  [bold red]BLOCKED {running['for']:.1f} s by {escape(running['by'])}[/]"
@@ -27,8 +40,9 @@ def tasks_table(reply: dict[str, Any]) -> Any:
     if not counted:
         table.caption = "steps and cpu ms: not counted (start the monitor with detail=True)"
     for row in reply["tasks"]:
+        coro = row.get("coro", "")
         table.add_row(
-            escape(row["name"]),
+            escape(row["name"]) + (f" [dim]{escape(coro)}[/]" if coro else ""),
             row["state"],
             escape(row["awaiting"]),
             str(row["steps"]) if counted else "-",
@@ -61,7 +75,8 @@ def tasks_tree(reply: dict[str, Any]) -> Any:
         where = _user_frame(row["stack"])
         # Names, states and reprs are data, not rich markup ("[waiting]").
         state = escape("[" + row["state"] + "]")
-        label = f"[bold]{escape(name)}[/] {state} awaits "
+        coro = row.get("coro", "")
+        label = f"[bold]{escape(name)}[/] {escape(coro) + ' ' if coro else ''}{state} awaits "
         label += escape(row["awaiting"])
         nodes[name] = parent.add(f"{label}\n[dim]{escape(where)}[/]" if where else label)
         for child in row["children"]:

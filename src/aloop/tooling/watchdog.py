@@ -6,7 +6,8 @@ waiting in poll. When the loop is running, not polling, and no callback has
 finished for ``threshold`` seconds, one callback (or task step) is blocking
 it: the watchdog logs a warning naming it, how long it has run so far and the
 loop thread's current stack, once per blocking callback, while the block
-still goes on.
+still goes on (logger ``aloop.watchdog``: on stderr unless logging is
+configured). With ``log=False`` it only keeps ``reports`` and ``longest``.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ def describe_running(loop: Any) -> str:
 class Watchdog:
     """Reports callbacks that block an aloop loop for longer than ``threshold`` seconds."""
 
-    def __init__(self, loop: Any, threshold: float = 0.1) -> None:
+    def __init__(self, loop: Any, threshold: float = 0.1, *, log: bool = True) -> None:
         if threshold <= 0:
             raise ValueError(f"threshold must be positive, got {threshold!r}")
         self._loop = loop
         self.threshold = threshold
+        #: Whether each report is also logged (``aloop.watchdog``, WARNING).
+        self.log = log
         self.reports: list[BlockReport] = []
         #: Longest run of a single callback seen so far (to sampling precision).
         self.longest = 0.0
@@ -111,6 +114,8 @@ class Watchdog:
         stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
         report = BlockReport(describe_running(self._loop), blocked, stack)
         self.reports.append(report)
+        if not self.log:
+            return
         logger.warning(
             "event loop blocked for %.3f s (and counting) by %s; loop thread stack:\n%s",
             blocked,
