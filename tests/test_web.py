@@ -76,7 +76,7 @@ def test_page_renders_the_live_task_tree(page_url: str, tmp_path: Path) -> None:
     worker_at = dom.index('data-task="worker-1"')
     assert parent_at < worker_at < dom.index("</li>", dom.index('data-task="worker-2"'))
     assert 'class="state waiting">waiting<' in dom
-    assert "awaits sleep until" in dom and "ms CPU" in dom
+    assert "awaits sleep (" in dom and "ms CPU" in dom
     assert 'id="util"' in dom
 
 
