@@ -50,6 +50,16 @@ await _aloop_asyncio.wait_for(_aloop_asyncio.gather(*_aloop_pending, return_exce
 del _aloop_asyncio, _aloop_os, _aloop_from_cell, _aloop_pending
 """
 
+# The task tree as the notebook shows it (aloop kernel only).
+RENDER = """\
+import asyncio, aloop.inspect
+async def _aloop_child():
+    await asyncio.sleep(3600)
+_aloop_task = asyncio.create_task(_aloop_child(), name="<child & co>")
+await asyncio.sleep(0)
+aloop.inspect.snapshot()
+"""
+
 # The loop the kernel runs cells on, and the loops of all its tasks.
 PROBE = """\
 import asyncio as _aloop_asyncio
@@ -154,7 +164,12 @@ async def _execute(kernel_name: str) -> tuple[str, list[list[dict[str, Any]]]]:
             ids.append(await _run(kc, cell.source, silent=False))
             await _run(kc, SETTLE, silent=True)
         probe_id = await _run(kc, PROBE, silent=True)
+        if kernel_name == "aloop":
+            render_id = await _run(kc, RENDER, silent=False)
+            await _run(kc, "_aloop_task.cancel()", silent=True)
         outputs = await _drain(kc)
+    if kernel_name == "aloop":
+        _check_render(outputs[render_id])
     for cell, msg_id in zip(cells, ids, strict=True):
         cell.outputs = outputs.get(msg_id, [])
     nbformat.validate(nb)
@@ -187,6 +202,22 @@ async def _drain(kc: Any) -> dict[str, list[Any]]:
             return outputs
         if kind in ("stream", "execute_result", "display_data", "error"):
             _append(outputs.setdefault(parent, []), nbformat.v4.output_from_msg(msg))
+
+
+def _check_render(outputs: list[Any]) -> None:
+    """The snapshot rendered as an HTML table: the child under the cell's task, escaped."""
+    (result,) = outputs
+    page = result.data["text/html"]
+    assert page.startswith('<table class="aloop-tasks">')
+    assert "&lt;child &amp; co&gt;" in page
+    assert "<child" not in page
+    child = page.split("&lt;child &amp; co&gt;")[1].split("</tr>")[0]
+    assert "<td>waiting</td>" in child
+    assert "sleep" in child
+    assert "_aloop_child() at " in child
+    # The cell's own task is there too, running, and the kernel's tasks.
+    assert "<td>running</td>" in page
+    assert "Kernel.shell_main() at " in page or "shell_main() at " in page
 
 
 def _append(outs: list[Any], out: Any) -> None:
@@ -258,6 +289,24 @@ def _check_against_guide(cells: list[list[dict[str, Any]]]) -> None:
     coroutines = sorted(line.split("<coroutine object ")[1].split(" ")[0] for line in listed)
     assert coroutines.count("task_coroutine") == 10
     assert coroutines.count("main") == 1
+
+
+def test_snapshot_repr_html_is_an_escaped_tree() -> None:
+    from aloop.inspect import Snapshot, TaskInfo
+
+    def row(name: str, parent: str | None, state: str = "waiting") -> TaskInfo:
+        return TaskInfo(
+            name=name, state=state, parent=parent, children=(), awaiting="<Event & co>",
+            stack=(f"{name}() at <cell>:1",), age=1.5, steps=3, cpu=0.0, cancelled_by=None,
+        )  # fmt: skip
+
+    page = Snapshot([row("b<1>", "a"), row("a", None, "running"), row("c", "b<1>")])._repr_html_()
+    names = [part.split("</td>")[0] for part in page.split('em;text-align:left">')[1:]]
+    assert names == ["a", "b&lt;1&gt;", "c"]  # parents first, depth first
+    assert "padding-left:0.5em" in page and "padding-left:2.0em" in page
+    assert "padding-left:3.5em" in page
+    assert "&lt;Event &amp; co&gt;" in page and "<Event" not in page
+    assert "<code>b&lt;1&gt;() at &lt;cell&gt;:1</code>" in page
 
 
 def test_the_notebook_is_a_clean_nbformat_4_notebook_for_the_aloop_kernel() -> None:

@@ -8,8 +8,9 @@
 each cell with top-level ``await`` runs to completion on the runner's loop,
 which stays open between cells, so tasks a cell creates are still there (and
 run on) in the next ``await`` cell. The loop is also IPython's asyncio loop
-(``IPython.core.async_helpers.get_asyncio_loop``), so with ``%gui asyncio`` the
-terminal prompt runs on it and tasks keep running while IPython waits for input.
+(``IPython.core.async_helpers.get_asyncio_loop``), and in the terminal the
+extension turns on ``%gui asyncio`` (unless another GUI event loop is on): the
+prompt then waits for input on the loop, so tasks keep running between cells.
 ``%unload_ext aloop.ipython`` (or IPython's exit) cancels what is left and
 closes the loop. In a Jupyter kernel use the aloop kernel instead
 (``python -m aloop kernel install``): there the kernel's own loop runs cells.
@@ -91,6 +92,10 @@ def load_ipython_extension(ip: Any) -> None:
     # ours there, %gui asyncio runs the terminal prompt on the aloop loop.
     async_helpers._asyncio_event_loop = runner.loop
     atexit.register(runner.close)
+    if _is_terminal(ip) and ip.active_eventloop is None:
+        # The terminal: %gui asyncio, so the prompt waits for input on the loop
+        # and tasks run between cells (unless another GUI loop is in use).
+        ip.enable_gui("asyncio")
 
 
 def unload_ipython_extension(ip: Any) -> None:
@@ -105,6 +110,12 @@ def unload_ipython_extension(ip: Any) -> None:
     previous_runner, previous_loop = runner.previous
     async_helpers._asyncio_event_loop = previous_loop
     ip.loop_runner = previous_runner
+
+
+def _is_terminal(ip: Any) -> bool:
+    from IPython.terminal.interactiveshell import TerminalInteractiveShell
+
+    return isinstance(ip, TerminalInteractiveShell)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
