@@ -25,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from tests.services import Service, free_port, require, service_fixture, start_redis
 
 import aloop
+
+pytestmark = pytest.mark.usefixtures("no_fd_leak")
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -204,12 +207,18 @@ def running(
     assert "Traceback" not in log.read_text(errors="replace"), log_tail(log)
 
 
+# Straight to loopback, whatever proxy the environment names.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def get(port: int) -> str | None:
-    """GET / on the port: the body, or None while nothing listens yet."""
+    """GET / on the port: the body, or None while the server is not answering yet."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+        with OPENER.open(f"http://127.0.0.1:{port}/", timeout=30) as response:
             return response.read().decode()
-    except (ConnectionError, urllib.error.URLError):
+    except urllib.error.HTTPError:
+        raise  # it answered, with an error status: no use waiting
+    except OSError:  # refused, reset or timed out (a gunicorn worker still booting)
         return None
 
 
@@ -348,8 +357,6 @@ def faststream_answer(
     argv: list[str], apps: Path, redis_session: Service | str, **env: str
 ) -> bytes:
     """Start the FastStream app, send it a message, return its reply's payload."""
-    import redis
-
     server = require(redis_session, "redis-server")
     client = redis.Redis(host=server.host, port=server.port)
     replies = client.pubsub()
