@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aloop.loop import Loop
 from aloop.runner import new_event_loop
 
-__all__ = ["GRANIAN_LOOP", "AiohttpWorker", "UvicornWorker", "register_granian"]
+__all__ = ["GRANIAN_LOOP", "AiohttpWorker", "UvicornWorker", "granian_loop", "register_granian"]
 
 if TYPE_CHECKING:
     # Built on first access by __getattr__ below.
