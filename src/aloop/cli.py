@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -24,31 +26,175 @@ def _rich() -> Any:
     return rich.console.Console()
 
 
+_PID_HELP = (
+    "id of an aloop program running with its monitor on "
+    "(aloop.run(main(), monitor=True) or ALOOP_MONITOR=1)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m aloop", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("ps", "pstree", "top"):
-        cmd = sub.add_parser(name)
-        cmd.add_argument("pid", type=int)
-        if name == "top":
-            cmd.add_argument("--interval", type=float, default=1.0)
-            cmd.add_argument("--iterations", type=int, default=0, help="stop after N (0: never)")
-    cancel = sub.add_parser("cancel")
-    cancel.add_argument("pid", type=int)
-    cancel.add_argument("task")
-    web = sub.add_parser("web")
-    web.add_argument("pid", type=int)
-    web.add_argument("--port", type=int, default=0, help="on 127.0.0.1 (0: any free port)")
-    trace = sub.add_parser("trace")
-    trace.add_argument("pid", type=int)
-    trace.add_argument("--seconds", type=float, default=5.0)
-    trace.add_argument("-o", "--output", default="aloop-trace.json")
-    args = parser.parse_args(argv)
+    """Run ``python -m aloop`` with ``argv``; return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command in (None, "repl"):
+        from aloop.repl import run_repl
+
+        return run_repl()
+    if args.command == "info":
+        print(_info())
+        return 0
+    if args.command == "kernel":
+        return _run_kernel(args)
     try:
         return _run(args)
     except (FileNotFoundError, RuntimeError, ConnectionError) as exc:
         print(f"aloop: {exc}", file=sys.stderr)
         return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Every command with its help (``python -m aloop [COMMAND] --help``)."""
+    import aloop
+
+    parser = argparse.ArgumentParser(
+        prog="python -m aloop",
+        description="Without a command: an asyncio REPL (top-level await) running on aloop. "
+        "The commands look into a running aloop program from outside, or describe this "
+        "installation.",
+        epilog="ps, pstree, top, cancel, trace and web need the program's monitor: "
+        "aloop.run(main(), monitor=True) or the environment variable ALOOP_MONITOR=1.",
+    )
+    parser.add_argument(
+        "-V",
+        "--version",
+        action="version",
+        version=f"aloop {aloop.__version__}",
+        help="print aloop's version and exit",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    _add(
+        sub,
+        "repl",
+        "asyncio REPL on an aloop loop (the default without a command)",
+        "An interactive console like python -m asyncio, on aloop: top-level await, tasks "
+        "that keep running between lines, Ctrl-C cancels the running statement, tasks() "
+        "prints the task tree.",
+    )
+    _add(
+        sub,
+        "info",
+        "version, compiled or interpreted, I/O backend, Python",
+        "Describe this installation of aloop: its version, whether its hot modules run "
+        "compiled (mypyc) or interpreted (ALOOP_PURE=1), the I/O backend a loop uses, "
+        "and the Python running it.",
+    )
+    _add_views(sub)
+    _add_kernel(sub)
+    return parser
+
+
+def _add(sub: Any, name: str, help_: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_, description=description)
+    return parser
+
+
+def _add_views(sub: Any) -> None:
+    """The commands that ask a running program's monitor (see ``tooling/monitor.py``)."""
+    for name, help_ in (
+        ("ps", "table of a program's tasks: state, what each awaits, steps, CPU"),
+        ("pstree", "a program's tasks as a tree, each under the task that created it"),
+        ("top", "the task table, refreshed live"),
+    ):
+        cmd = _add(sub, name, help_, f"Show the {help_.split(':')[0]} (needs rich).")
+        cmd.add_argument("pid", type=int, help=_PID_HELP)
+        if name == "top":
+            cmd.add_argument(
+                "--interval", type=float, default=1.0, help="seconds between refreshes (default 1)"
+            )
+            cmd.add_argument("--iterations", type=int, default=0, help="stop after N (0: never)")
+    cancel = _add(
+        sub,
+        "cancel",
+        "cancel a task of a program by name",
+        "Cancel one task of a running program, as task.cancel() would; "
+        "prints whether a task of that name was found.",
+    )
+    cancel.add_argument("pid", type=int, help=_PID_HELP)
+    cancel.add_argument("task", help="the task's name (as ps shows it)")
+    web = _add(
+        sub,
+        "web",
+        "a live web page of a program's tasks",
+        "Serve a page showing a running program's tasks live, on 127.0.0.1.",
+    )
+    web.add_argument("pid", type=int, help=_PID_HELP)
+    web.add_argument("--port", type=int, default=0, help="on 127.0.0.1 (0: any free port)")
+    trace = _add(
+        sub,
+        "trace",
+        "record a trace (Perfetto / Chrome JSON)",
+        "Record what a running program's loop does for a while into a JSON trace "
+        "that ui.perfetto.dev or chrome://tracing opens.",
+    )
+    trace.add_argument("pid", type=int, help=_PID_HELP)
+    trace.add_argument("--seconds", type=float, default=5.0, help="how long (default 5)")
+    trace.add_argument(
+        "-o", "--output", default="aloop-trace.json", help="file to write (default %(default)s)"
+    )
+
+
+def _add_kernel(sub: Any) -> None:
+    """``kernel``: the Jupyter kernel's commands, defined in ``aloop.jupyter``."""
+    try:
+        from aloop.jupyter import add_kernel_command
+    except ImportError as exc:
+        _add(sub, "kernel", "Jupyter kernel on aloop (unavailable)", f"Unavailable: {exc}.")
+        return
+    add_kernel_command(sub)
+
+
+def _run_kernel(args: argparse.Namespace) -> int:
+    try:
+        from aloop.jupyter import run_kernel_command
+    except ImportError as exc:
+        print(f"aloop: the kernel command is unavailable: {exc}", file=sys.stderr)
+        return 1
+    return run_kernel_command(args)
+
+
+def _info() -> str:
+    """``python -m aloop info``: what runs here."""
+    import platform
+
+    import aloop
+    from aloop import _purity
+
+    compiled = []
+    for name in _purity.COMPILED_MODULES:
+        module = importlib.import_module(name)
+        if not (getattr(module, "__file__", None) or "").endswith(".py"):
+            compiled.append(name.rsplit(".", 1)[-1])
+    total = len(_purity.COMPILED_MODULES)
+    if compiled:
+        mode = f"yes, {len(compiled)} of {total} modules ({', '.join(compiled)})"
+    elif _purity.pure_requested():
+        mode = "no, interpreted (ALOOP_PURE is set)"
+    else:
+        mode = "no, interpreted (no compiled modules installed)"
+    loop = aloop.new_event_loop()
+    try:
+        backend = loop._poller.backend
+    finally:
+        loop.close()
+    return "\n".join(
+        (
+            f"aloop {aloop.__version__}",
+            f"compiled: {mode}",
+            f"backend: {backend}",
+            f"python: {platform.python_implementation()} {platform.python_version()} "
+            f"({sys.executable}) on {sys.platform}",
+            f"location: {os.path.dirname(aloop.__file__)}",
+        )
+    )
 
 
 def _run(args: argparse.Namespace) -> int:

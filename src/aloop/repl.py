@@ -1,0 +1,366 @@
+"""``python -m aloop``: an asyncio REPL with top-level ``await`` on an aloop loop.
+
+Like ``python -m asyncio``: the loop runs in the main thread, the console
+reads lines in another thread and hands each statement to the loop. A
+statement that awaits runs as a task; tasks it creates keep running while
+the prompt waits for the next line. Ctrl-C cancels the statement running
+now and keeps the REPL; Ctrl-D or ``exit()`` leaves it, cancelling the
+tasks still alive. ``tasks()`` prints the loop's task tree.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import code
+import concurrent.futures
+import contextvars
+import dataclasses
+import importlib
+import inspect
+import os
+import platform
+import signal
+import sys
+import threading
+import types
+import warnings
+from typing import Any
+
+import aloop
+from aloop.inspect import format_tree, snapshot, track
+
+__all__ = ["banner", "run_repl"]
+
+
+def _can_use_pyrepl() -> bool:
+    """The 3.13+ line editor: only on a terminal, and not under ``PYTHON_BASIC_REPL``."""
+    if not sys.flags.ignore_environment and os.getenv("PYTHON_BASIC_REPL"):
+        return False
+    try:
+        return bool(importlib.import_module("_pyrepl.main").CAN_USE_PYREPL)
+    except (ImportError, AttributeError):
+        return False
+
+
+def banner() -> str:
+    """What the REPL says first: aloop's version and mode, then Python's."""
+    mode = "compiled" if aloop.COMPILED else "interpreted"
+    implementation = platform.python_implementation()
+    return (
+        f"aloop {aloop.__version__} REPL ({mode}) on {implementation} {sys.version} "
+        f"on {sys.platform}\n"
+        'Use "await" directly instead of "asyncio.run()"; '
+        "tasks keep running between lines.\n"
+        'Type "tasks()" for the task tree, "help", "copyright", "credits" or "license" '
+        "for more information.\n"
+    )
+
+
+class _Session:
+    """The statement in flight, shared by the console thread and the loop's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # One context for every statement: a ContextVar set on one line is
+        # seen on the next, as in the asyncio REPL.
+        self.context = contextvars.copy_context()
+        self.task: asyncio.Task[Any] | None = None
+        self.pending: concurrent.futures.Future[Any] | None = None
+        self.interrupted = False
+        self.exit_code: object = 0
+
+    def start(
+        self, code: types.CodeType, globals_: dict[str, Any], future: concurrent.futures.Future[Any]
+    ) -> None:
+        """Run one compiled statement (loop thread): directly, or as a task if it awaits."""
+        if future.done():  # Ctrl-C came before the loop got to it
+            return
+        self.task = None
+        self.pending = future
+        self.interrupted = False
+        try:
+            result = types.FunctionType(code, globals_)()
+        except KeyboardInterrupt as exc:
+            self.interrupted = True
+            future.set_exception(exc)
+            return
+        except BaseException as exc:
+            future.set_exception(exc)
+            return
+        if not inspect.iscoroutine(result):
+            future.set_result(result)
+            return
+        try:
+            task = self.loop.create_task(result, context=self.context)
+        except BaseException as exc:
+            future.set_exception(exc)
+            return
+        self.task = task
+        task.add_done_callback(lambda done: _settle(future, done))
+
+    def interrupt(self) -> None:
+        """Ctrl-C reached the loop (main thread): cancel the statement running now."""
+        self.interrupted = True
+        task, pending = self.task, self.pending
+        if task is not None and not task.done():
+            task.cancel()
+        elif task is None and pending is not None and not pending.done():
+            # Raised outside the statement's own code: answer the console anyway.
+            pending.set_exception(KeyboardInterrupt())
+
+
+def _settle(future: concurrent.futures.Future[Any], task: asyncio.Task[Any]) -> None:
+    """Hand a statement task's outcome to the console thread."""
+    if future.done():
+        return
+    if task.cancelled():
+        future.set_exception(asyncio.CancelledError())
+    elif (exc := task.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(task.result())
+
+
+class AsyncConsole(code.InteractiveConsole):
+    """A console whose statements run on the loop (``await`` allowed at top level)."""
+
+    def __init__(self, locals_: dict[str, Any], session: _Session, pyrepl: bool) -> None:
+        super().__init__(locals_, filename="<stdin>")
+        self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        self.session = session
+        self.pyrepl = pyrepl
+
+    def runcode(self, code: types.CodeType) -> Any:
+        """Run ``code`` on the loop's thread and wait for it (console thread)."""
+        session = self.session
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        assert isinstance(self.locals, dict)
+        session.loop.call_soon_threadsafe(
+            session.start, code, self.locals, future, context=session.context
+        )
+        try:
+            return future.result()
+        except SystemExit as exc:
+            session.exit_code = exc.code
+            raise  # ends the console; the main thread then stops the loop
+        except BaseException as exc:
+            if not session.interrupted:
+                self._show(exc)
+            elif not self.pyrepl:  # pyrepl prints it itself (see _ReplThread.interrupt)
+                self.write("\nKeyboardInterrupt\n")
+            return getattr(self, "STATEMENT_FAILED", None)
+
+
+    def _show(self, exc: BaseException) -> None:
+        """The traceback from the statement's own frames on, not the REPL's plumbing."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename in _PLUMBING:
+            tb = tb.tb_next
+        if tb is not None:
+            exc.__traceback__ = tb
+        try:
+            raise exc  # showtraceback reads sys.exc_info() and skips this frame
+        except BaseException:
+            self.showtraceback()
+
+
+_PLUMBING = frozenset({__file__, concurrent.futures._base.__file__})
+
+
+def _console_type(pyrepl: bool) -> type[AsyncConsole]:
+    """With pyrepl, its colored console underneath (pyrepl reads multi-line input
+    itself); else ``code``'s, which asks for more lines on a pipe too."""
+    if pyrepl:
+        colored = importlib.import_module("_pyrepl.console").InteractiveColoredConsole
+        return type("AsyncConsole", (AsyncConsole, colored), {})
+    return AsyncConsole
+
+
+def _task_tree(loop: asyncio.AbstractEventLoop, done: bool) -> str:
+    rows = snapshot(loop, include_done=done)
+    return format_tree(rows) if rows else "no tasks"
+
+
+def _tasks_builtin(loop: asyncio.AbstractEventLoop) -> Any:
+    def tasks(*, done: bool = False) -> None:
+        """Print the loop's tasks as a tree, each under the task that created it,
+        with its state and what it awaits; ``done=True`` adds recently ended ones."""
+        if sys.stdout.isatty() and _print_rich(loop, done):
+            return
+        print(_task_tree(loop, done))
+
+    return tasks
+
+
+def _print_rich(loop: asyncio.AbstractEventLoop, done: bool) -> bool:
+    """The tree drawn by rich, as ``python -m aloop pstree`` does; False without rich."""
+    try:
+        import rich.console
+
+        from aloop.tooling.views import tasks_tree
+
+        rows = snapshot(loop, include_done=done)
+        reply = {"pid": os.getpid(), "tasks": [dataclasses.asdict(row) for row in rows]}
+        rich.console.Console().print(tasks_tree(reply))
+    except Exception:  # rich absent or a view it cannot draw: the plain text
+        return False
+    return True
+
+
+class _ReplThread(threading.Thread):
+    """Reads and compiles lines; runs each statement on the loop through the console."""
+
+    def __init__(self, console: AsyncConsole, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="Interactive thread", daemon=True)
+        self.console = console
+        self.loop = loop
+
+    def run(self) -> None:
+        # Ctrl-C belongs to the loop's (main) thread, which cancels the statement.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        console = self.console
+        try:
+            if not sys.flags.quiet:
+                console.write(banner())
+            _run_startup(console)
+            console.write(f"{getattr(sys, 'ps1', '>>> ')}import asyncio\n")
+            if console.pyrepl:
+                run = importlib.import_module("_pyrepl.simple_interact")
+                run.run_multiline_interactive_console(console)
+            else:
+                console.interact(banner="", exitmsg="")
+        except SystemExit:
+            pass  # exit(): the code is in the session
+        finally:
+            # Statements never run (the console ended first) are not news.
+            warnings.filterwarnings(
+                "ignore", message=r"^coroutine .* was never awaited$", category=RuntimeWarning
+            )
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+    def interrupt(self) -> None:
+        """Have pyrepl's prompt show the KeyboardInterrupt (as the asyncio REPL does)."""
+        if not self.console.pyrepl:
+            return
+        reader = importlib.import_module("_pyrepl.simple_interact")._get_reader()
+        if reader.threading_hook is not None:
+            reader.threading_hook.add("")
+
+
+def _run_startup(console: AsyncConsole) -> None:
+    """Run ``PYTHONSTARTUP`` in the REPL's namespace, as the interactive interpreter does."""
+    path = None if sys.flags.ignore_environment else os.getenv("PYTHONSTARTUP")
+    if not path:
+        return
+    sys.audit("cpython.run_startup", path)
+    try:
+        import tokenize
+
+        with tokenize.open(path) as source:
+            startup = compile(source.read(), path, "exec")
+        exec(startup, console.locals)
+    except SystemExit:
+        raise
+    except BaseException:
+        console.showtraceback()
+
+
+def _setup_readline(namespace: dict[str, Any], pyrepl: bool) -> None:
+    """History and completion on a terminal (the interactive hook), completing our names."""
+    if not sys.stdin.isatty():
+        return  # a pipe: no line editing, and no history file written
+    hook = getattr(sys, "__interactivehook__", None)
+    if hook is not None:
+        sys.audit("cpython.run_interactivehook", hook)
+        hook()
+    if pyrepl:
+        return  # pyrepl completes from the console's namespace itself
+    try:
+        import readline
+        import rlcompleter
+    except ImportError:
+        return
+    readline.set_completer(rlcompleter.Completer(namespace).complete)
+
+
+def _namespace(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+    return {
+        "__name__": "__main__",
+        "__package__": None,
+        "__loader__": None,
+        "__spec__": None,
+        "__builtins__": __builtins__,
+        "asyncio": asyncio,
+        "aloop": aloop,
+        "tasks": _tasks_builtin(loop),
+    }
+
+
+def _drive(loop: asyncio.AbstractEventLoop, session: _Session, thread: _ReplThread) -> None:
+    """Run the loop until the console ends; Ctrl-C cancels the statement and goes on."""
+    while True:
+        try:
+            loop.run_forever()
+        except KeyboardInterrupt:
+            session.interrupt()
+            thread.interrupt()
+            continue
+        except SystemExit as exc:  # sys.exit() in a task created at the prompt
+            session.exit_code = exc.code
+        return
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still alive and let them finish, as ``asyncio.run`` does."""
+    try:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for task in pending:
+            if not task.cancelled() and task.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": "unhandled exception in a task at REPL exit",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C: leave without waiting
+    finally:
+        loop.close()
+
+
+def run_repl() -> int:
+    """Run the REPL until Ctrl-D or ``exit()``; return the exit status."""
+    sys.audit("cpython.run_stdin")
+    pyrepl = _can_use_pyrepl()
+    loop = aloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    track(loop)  # parents and creation sites for tasks()
+    session = _Session(loop)
+    namespace = _namespace(loop)
+    console = _console_type(pyrepl)(namespace, session, pyrepl)
+    _setup_readline(namespace, pyrepl)
+    thread = _ReplThread(console, loop)
+    thread.start()
+    _drive(loop, session, thread)
+    console.write("exiting aloop REPL...\n")
+    _shutdown(loop)
+    asyncio.set_event_loop(None)
+    return _exit_status(session.exit_code)
+
+
+def _exit_status(code: object) -> int:
+    """``exit(code)``'s status as ``sys.exit`` would make it (a message goes to stderr)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
