@@ -151,7 +151,6 @@ class AsyncConsole(code.InteractiveConsole):
                 self.write("\nKeyboardInterrupt\n")
             return getattr(self, "STATEMENT_FAILED", None)
 
-
     def _show(self, exc: BaseException) -> None:
         """The traceback from the statement's own frames on, not the REPL's plumbing."""
         tb = exc.__traceback__
