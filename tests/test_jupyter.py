@@ -120,7 +120,7 @@ def test_kernel_install_writes_a_kernelspec_that_launches_aloop(kernels_env: Pat
     assert "aloop" in specs
 
 
-def test_kernel_command_help_and_bad_arguments() -> None:
+def test_kernel_command_help_and_bad_arguments(tmp_path: Path) -> None:
     helped = _aloop_cli("kernel", "install", "--help")
     assert helped.returncode == 0
     for option in ("--user", "--prefix", "--name", "--display-name", "--sys-prefix"):
@@ -128,6 +128,9 @@ def test_kernel_command_help_and_bad_arguments() -> None:
     both = _aloop_cli("kernel", "install", "--user", "--prefix", "/nonexistent")
     assert both.returncode == 2
     assert "not allowed with argument" in both.stderr
+    bad = _aloop_cli("kernel", "install", "--prefix", str(tmp_path), "--name", "bad name!")
+    assert bad.returncode == 1
+    assert "cannot install kernelspec 'bad name!': Invalid kernel name" in bad.stderr
     missing = _aloop_cli("kernel")
     assert missing.returncode == 2
     assert "install" in missing.stderr

@@ -110,7 +110,8 @@ def run_kernel_command(args: argparse.Namespace) -> int:
         print(f"aloop: the kernel needs ipykernel ({exc}): pip install ipykernel", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
-        print(f"aloop: cannot install kernelspec {args.name!r}: {exc}", file=sys.stderr)
+        hint = "; try --user or --sys-prefix" if isinstance(exc, PermissionError) else ""
+        print(f"aloop: cannot install kernelspec {args.name!r}: {exc}{hint}", file=sys.stderr)
         return 1
     print(f"Installed kernelspec {args.name} in {dest}")
     return 0
