@@ -13,7 +13,7 @@ SID_PYTHONS=" 3.14 3.15 "
 SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
 # The libraries tests/test_lib_*.py run on both loops are pinned (versions that
 # install on all five Pythons): a new release must not change what they check.
-DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop "setuptools>=69" wheel "pytest-asyncio>=1.4" "rich>=13" pillow
+DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop "setuptools>=77" wheel "pytest-asyncio>=1.4" "rich>=13" pillow
     "aiohttp==3.14.5" "anyio==4.16.0" "httpx==0.29.0" "websockets==17.4" "uvicorn==0.55.0"
     "asyncpg==0.32.0" "redis==8.2.0" "blockbuster==1.5.29"
     # Where users pick a loop (issue 18): servers and workers (typer: the
