@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -116,8 +117,10 @@ def start_role(role: str, address: str, log: Path) -> Role:
 
 
 def first_line(role: Role) -> str:
-    """The address the process printed once serving (stdout is line-buffered by flush)."""
+    """The address the process printed once serving (one flushed line)."""
     assert role.proc.stdout is not None
+    ready, _, _ = select.select([role.proc.stdout], [], [], TIMEOUT)
+    assert ready, f"not serving after {TIMEOUT} s; stderr:\n{role.stderr()}"
     line = role.proc.stdout.readline().strip()
     assert line.startswith("tcp://"), f"no address; stderr:\n{role.stderr()}"
     return line
