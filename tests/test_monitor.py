@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -347,3 +348,48 @@ def test_server_with_many_connections(server: Program) -> None:
     assert all("handle()" in line for line in lines)
     tree = cli("pstree", str(server.pid)).stdout
     assert "handle() at " in tree and tree.count("conn-") == CONNECTIONS
+
+
+ASGI_APP = textwrap.dedent(
+    """
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                kind = (await receive())["type"].rsplit(".", 1)[1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+    """
+)
+
+
+def test_uvicorn_loop_is_monitored_from_the_environment(tmp_path: Path) -> None:
+    """``ALOOP_MONITOR=1 uvicorn --loop aloop:new_event_loop``: ps sees uvicorn's tasks."""
+    (tmp_path / "asgi_app.py").write_text(ASGI_APP)
+    argv = ["-m", "uvicorn", "asgi_app:app", "--host", "127.0.0.1", "--port", "0"]
+    server = subprocess.Popen(
+        [sys.executable, *argv, "--loop", "aloop:new_event_loop"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ALOOP_MONITOR": "1", "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    # Nothing below may wait forever on a server that never comes up.
+    guard = threading.Timer(60, server.kill)
+    guard.start()
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:
+            if "Uvicorn running on" in line:
+                break
+        rows = request(server.pid, {"cmd": "ps"})["tasks"]
+        assert any(row["coro"] == "Server.serve()" for row in rows), rows
+        server.send_signal(2)  # Ctrl-C: uvicorn shuts down and asyncio.run closes the loop
+        server.communicate(timeout=30)
+    finally:
+        guard.cancel()
+        if server.poll() is None:
+            server.kill()
+        server.wait(30)
+        server.stderr.close()  # type: ignore[union-attr]
+    assert not os.path.exists(socket_path(server.pid))
