@@ -187,6 +187,7 @@ def test_tracking_costs_nothing_when_off() -> None:
 
 def test_untrack_and_monitor_stop_take_every_hook_off(tmp_path: Path) -> None:
     from aloop.tooling.monitor import Monitor
+    from aloop.tooling.tasks import tracker_of
 
     loop = aloop.new_event_loop()
 
@@ -205,14 +206,17 @@ def test_untrack_and_monitor_stop_take_every_hook_off(tmp_path: Path) -> None:
     assert tracker is aloop.inspect.track(loop)
     aloop.inspect.untrack(loop)
 
+    attributes = set(vars(loop))
     monitor = Monitor(loop, path=str(tmp_path / "m.sock"), detail=True).start()
+    # Nothing is set on the loop itself (a compiled loop's __dict__ stays empty).
+    assert set(vars(loop)) == attributes
     assert loop._recorder is not None and loop._measure_idle
     monitor.stop()
     assert loop._instruments is None and loop._recorder is None and not loop._measure_idle
     # A tracker the monitor found attached is the user's: it stays.
     tracker = aloop.inspect.track(loop)
     Monitor(loop, path=str(tmp_path / "m.sock")).start().stop()
-    assert getattr(loop, "_aloop_task_tracker", None) is tracker
+    assert tracker_of(loop) is tracker
     loop.close()
 
 

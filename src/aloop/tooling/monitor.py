@@ -27,7 +27,7 @@ import time
 from typing import Any
 
 from aloop.tooling.stats import LoopStats
-from aloop.tooling.tasks import snapshot, track, untrack
+from aloop.tooling.tasks import snapshot, track, tracker_of, untrack
 from aloop.tooling.trace import Trace
 from aloop.tooling.watchdog import Watchdog
 
@@ -117,7 +117,7 @@ class Monitor:
         self._loop = loop
         self.path = path or socket_path(os.getpid())
         # What this monitor turns on, it turns off at ``stop``.
-        self._owns_tracker = getattr(loop, "_aloop_task_tracker", None) is None
+        self._owns_tracker = tracker_of(loop) is None
         self.tracker = track(loop, detail=detail)
         self.stats = LoopStats(loop)
         self.watchdog = Watchdog(
@@ -195,7 +195,7 @@ class Monitor:
 
     def _unhook(self) -> None:
         """Take this monitor's hooks off the loop (on its thread)."""
-        if self._owns_tracker and getattr(self._loop, "_aloop_task_tracker", None) is self.tracker:
+        if self._owns_tracker and tracker_of(self._loop) is self.tracker:
             untrack(self._loop)
         self.stats.close()
 

@@ -206,6 +206,16 @@ class _SpawnHook:
         self.task_spawned = tracker.task_spawned
 
 
+# loop -> its tracker. Kept off the loop: an attribute set on a compiled loop
+# fills its instance __dict__, which every method call made from C then searches.
+_trackers: weakref.WeakKeyDictionary[Any, TaskTracker] = weakref.WeakKeyDictionary()
+
+
+def tracker_of(loop: Any) -> TaskTracker | None:
+    """The loop's tracker, if one is attached."""
+    return _trackers.get(loop)
+
+
 def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     """The loop's tracker, attaching one on first use.
 
@@ -218,7 +228,7 @@ def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     exception handler reports about a task ("Task exception was never
     retrieved", "Task was destroyed but it is pending!").
     """
-    tracker = getattr(loop, "_aloop_task_tracker", None)
+    tracker = _trackers.get(loop)
     if tracker is None:
         tracker = TaskTracker(loop)
         tracker.detail = detail
@@ -227,7 +237,7 @@ def track(loop: Any, *, detail: bool = True) -> TaskTracker:
             tracker._hooks.append(_StepCounter(tracker))
         for hook in tracker._hooks:
             loop.add_instrument(hook)
-        loop._aloop_task_tracker = tracker
+        _trackers[loop] = tracker
         loop.set_exception_handler(_Enricher(tracker, loop.get_exception_handler()))
     return tracker
 
@@ -235,13 +245,13 @@ def track(loop: Any, *, detail: bool = True) -> TaskTracker:
 def untrack(loop: Any) -> None:
     """Detach the loop's tracker, if any: no more hooks, the exception handler
     as it was. Call it on the loop's thread (or while the loop is not running)."""
-    tracker: TaskTracker | None = getattr(loop, "_aloop_task_tracker", None)
+    tracker: TaskTracker | None = _trackers.get(loop)
     if tracker is None:
         return
     for hook in tracker._hooks:
         loop.remove_instrument(hook)
     tracker._hooks = []
-    del loop._aloop_task_tracker
+    del _trackers[loop]
     handler = loop.get_exception_handler()
     if isinstance(handler, _Enricher) and handler._tracker is tracker:
         loop.set_exception_handler(handler._inner)
@@ -277,7 +287,7 @@ def _state(task: asyncio.Task[Any], loop: Any) -> str:
 
 def snapshot(loop: Any, *, include_done: bool = False) -> list[TaskInfo]:
     """Every task of ``loop`` now, tracked details included where a tracker is attached."""
-    tracker: TaskTracker | None = getattr(loop, "_aloop_task_tracker", None)
+    tracker: TaskTracker | None = _trackers.get(loop)
     tasks = set(asyncio.all_tasks(loop))
     now = time.monotonic()
     rows: list[TaskInfo] = []
