@@ -393,3 +393,39 @@ def test_uvicorn_loop_is_monitored_from_the_environment(tmp_path: Path) -> None:
         server.wait(30)
         server.stderr.close()  # type: ignore[union-attr]
     assert not os.path.exists(socket_path(server.pid))
+
+
+PYTEST_FILE = textwrap.dedent(
+    """
+    import asyncio, os
+    import pytest
+    from aloop.tooling.monitor import request
+
+    @pytest.mark.aloop
+    @pytest.mark.parametrize("n", [1, 2])
+    async def test_sees_itself(n):
+        asyncio.current_task().set_name(f"test-{n}")
+        reply = request(os.getpid(), {"cmd": "ps"})
+        assert f"test-{n}" in {row["name"] for row in reply["tasks"]}
+    """
+)
+
+
+def test_pytest_loops_are_monitored_and_traced_in_turn(tmp_path: Path) -> None:
+    """Each test's aloop loop has the process's monitor in turn, and a trace."""
+    (tmp_path / "test_inner.py").write_text(PYTEST_FILE)
+    env = {"ALOOP_MONITOR": "1", "ALOOP_TRACE": str(tmp_path / "t.json"), "ALOOP_WATCHDOG": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_inner.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+    for n, name in ((1, "t.json"), (2, "t.2.json")):
+        events = json.loads((tmp_path / name).read_text())["traceEvents"]
+        tracks = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+        assert f"test-{n}" in tracks, (name, tracks)
