@@ -410,3 +410,68 @@ def test_server_with_many_connections() -> None:
             assert re.fullmatch(r"read from 127\.0\.0\.1:\d+ \(fd \d+\)", row.awaiting), row
     tree = aloop.inspect.format_tree(rows)
     assert tree.count("[waiting, awaits read from 127.0.0.1:") == 2 * connections
+
+
+def test_waits_name_the_primitive_the_transport_and_lateness() -> None:
+    loop = aloop.new_event_loop()
+    rows: dict[str, aloop.inspect.TaskInfo] = {}
+
+    async def main() -> None:
+        empty: asyncio.Queue[int] = asyncio.Queue()
+        full: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        full.put_nowait(0)
+        lock, semaphore, condition = asyncio.Lock(), asyncio.Semaphore(0), asyncio.Condition()
+        barrier = asyncio.Barrier(2)
+        await lock.acquire()
+
+        async def wait_on_condition() -> None:
+            async with condition:
+                await condition.wait()
+
+        accepted: list[asyncio.StreamWriter] = []  # kept open, never read from
+        server = await asyncio.start_server(lambda r, w: accepted.append(w), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.transport.set_write_buffer_limits(high=1)
+
+        async def drain() -> None:
+            writer.write(b"x" * (64 << 20))  # more than the kernel buffers: paused
+            await writer.drain()
+
+        waits = {
+            "get": empty.get(),
+            "put": full.put(1),
+            "lock": lock.acquire(),
+            "semaphore": semaphore.acquire(),
+            "condition": wait_on_condition(),
+            "barrier": barrier.wait(),
+            "drain": drain(),
+            "late": asyncio.sleep(0.01),
+        }
+        tasks = [asyncio.create_task(coro, name=name) for name, coro in waits.items()]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        time.sleep(0.05)  # block: the 0.01 s sleep's timer is now overdue
+        rows.update((row.name, row) for row in aloop.inspect.snapshot(loop))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.transport.abort()
+        for peer in accepted:
+            peer.transport.abort()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+    loop.close()
+    assert rows["get"].awaiting == "queue.get(): the queue is empty"
+    assert rows["put"].awaiting == "queue.put(): the queue is full"
+    assert rows["lock"].awaiting == "lock.acquire(): the lock is held"
+    assert rows["semaphore"].awaiting == "semaphore.acquire(): no slot free"
+    assert rows["condition"].awaiting == "condition.wait()"
+    assert rows["barrier"].awaiting == "barrier.wait()"
+    drain = rows["drain"].awaiting
+    assert re.fullmatch(
+        r"drain\(\): write to 127\.0\.0\.1:\d+ \(fd \d+\) \(its buffer is full\)", drain
+    )
+    assert re.fullmatch(r"sleep \(overdue by 0\.\d{3} s: the loop is late\)", rows["late"].awaiting)

@@ -367,23 +367,28 @@ _PRIMITIVES: tuple[tuple[str, type[Any], str], ...] = (
     ("acquire", asyncio.Semaphore, "semaphore.acquire(): no slot free"),
     ("wait", asyncio.Barrier, "barrier.wait()"),
 )
+_PRIMITIVE_METHODS = frozenset(
+    [method for method, _, _ in _PRIMITIVES] + ["_wait_for_data", "_drain_helper"]
+)
 
 
 def _primitive_wait(task: asyncio.Task[Any]) -> str | None:
-    frames = list(_await_chain(task))
-    if not frames:
-        return None
-    frame = frames[-1]
-    owner = frame.f_locals.get("self")
-    name = frame.f_code.co_name
-    if name == "_wait_for_data" and isinstance(owner, asyncio.StreamReader):
-        return f"read from {_transport_text(getattr(owner, '_transport', None))}"
-    if name == "_drain_helper":
-        transport = getattr(owner, "_transport", None)
-        return f"drain: write to {_transport_text(transport)} (its buffer is full)"
-    for method, cls, text in _PRIMITIVES:
-        if name == method and isinstance(owner, cls):
-            return text
+    """The outermost primitive in the await chain (a barrier waits in a condition)."""
+    for frame in _await_chain(task):
+        name = frame.f_code.co_name
+        if name not in _PRIMITIVE_METHODS:
+            continue
+        owner = frame.f_locals.get("self")
+        if name == "_wait_for_data" and isinstance(owner, asyncio.StreamReader):
+            return f"read from {_transport_text(getattr(owner, '_transport', None))}"
+        if name == "_drain_helper":
+            transport = getattr(owner, "_transport", None)
+            if transport is None:
+                return "drain(): the write buffer is full"
+            return f"drain(): write to {_transport_text(transport)} (its buffer is full)"
+        for method, cls, text in _PRIMITIVES:
+            if name == method and isinstance(owner, cls):
+                return text
     return None
 
 
