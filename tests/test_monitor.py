@@ -26,7 +26,7 @@ from tests.monitored import (
 )
 
 import aloop
-from aloop.tooling.monitor import Monitor, request, socket_path
+from aloop.tooling.monitor import Monitor, MonitorUnavailable, request, socket_path
 
 
 @pytest.fixture
@@ -219,6 +219,27 @@ def test_stale_socket_of_a_live_process_is_removed() -> None:
     assert result.returncode == 1
     assert f"nothing listens on {path}: the socket is stale" in result.stderr
     assert "removed it" in result.stderr
+
+
+def test_monitor_that_never_answers_is_a_clear_error() -> None:
+    proc = _idle_process({})
+    path = socket_path(proc.pid)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+            mute.bind(path)
+            mute.listen(1)  # accepts connections (backlog), never answers
+            with pytest.raises(MonitorUnavailable, match=r"did not answer within 0\.2 s"):
+                request(proc.pid, {"cmd": "ps"}, timeout=0.2)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        for stream in (proc.stdin, proc.stdout):
+            assert stream is not None
+            stream.close()
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 @pytest.mark.parametrize("how", ["asyncio.run", "Loop", "run"])
