@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -458,3 +459,34 @@ def test_pytest_loops_are_monitored_and_traced_in_turn(tmp_path: Path) -> None:
         events = json.loads((tmp_path / name).read_text())["traceEvents"]
         tracks = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
         assert f"test-{n}" in tracks, (name, tracks)
+
+
+def test_two_loops_at_once_one_has_the_monitor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ALOOP_MONITOR=1, the first loop to run holds the process's socket
+    until it closes; a loop started meanwhile runs without a monitor."""
+    from aloop.tooling import auto
+
+    monkeypatch.setenv("ALOOP_MONITOR", "1")
+    monkeypatch.setenv("ALOOP_WATCHDOG", "0")
+    first, second = aloop.new_event_loop(), aloop.new_event_loop()
+    started, release = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        started.set()
+        await first.run_in_executor(None, release.wait)
+
+    thread = threading.Thread(target=first.run_until_complete, args=(hold(),))
+    thread.start()
+    try:
+        assert started.wait(30)
+        second.run_until_complete(asyncio.sleep(0))
+        assert auto._tools[first].monitor is not None
+        assert auto._tools[second].monitor is None
+        rows = request(os.getpid(), {"cmd": "ps"})["tasks"]
+        assert [row["coro"].rsplit(".", 1)[-1] for row in rows] == ["hold()"]  # first's task
+    finally:
+        release.set()
+        thread.join(30)
+        first.close()
+        second.close()
+    assert not os.path.exists(socket_path(os.getpid()))
