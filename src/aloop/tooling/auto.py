@@ -115,7 +115,7 @@ def configure(loop: Any, *, monitor: bool | None, trace: str | None) -> None:
         if trace is None and os.environ.get("ALOOP_TRACE"):
             trace = _trace_path(os.environ["ALOOP_TRACE"])
         _at_exit()
-    tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
+        tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
 
 
 def loop_starting(loop: Any) -> None:
@@ -132,11 +132,13 @@ def loop_starting(loop: Any) -> None:
         template = os.environ.get("ALOOP_TRACE")
         trace = _trace_path(template) if template else None
         _at_exit()
-    try:
-        tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
-    except Exception:
-        # A program must not fail because its observer could not start.
-        logger.exception("aloop: could not start the tooling the environment asks for")
+        try:
+            # Under the lock: two loops starting at once must not both take
+            # the monitor socket.
+            tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
+        except Exception:
+            # A program must not fail because its observer could not start.
+            logger.exception("aloop: could not start the tooling the environment asks for")
 
 
 def loop_closing(loop: Any) -> None:
