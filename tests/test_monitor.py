@@ -247,7 +247,7 @@ def test_monitor_that_never_answers_is_a_clear_error() -> None:
 def test_environment_turns_tooling_on_for_every_loop(how: str, tmp_path: Path) -> None:
     """ALOOP_MONITOR and ALOOP_TRACE reach loops aloop.run did not make, one
     loop after another: each has the monitor in turn and a trace file."""
-    trace = tmp_path / "t.json"
+    trace = tmp_path / "t-{pid}.json"  # {pid}: the process id
     env = {"ALOOP_MONITOR": "1", "ALOOP_TRACE": str(trace), "ALOOP_WATCHDOG": "0"}
     prog = Program(tmp_path, LOOPS_PROGRAM, args=(how,), env=env, ready="ready 1")
     try:
@@ -262,7 +262,8 @@ def test_environment_turns_tooling_on_for_every_loop(how: str, tmp_path: Path) -
     finally:
         prog.stop()
     assert not os.path.exists(socket_path(prog.pid))
-    for n, path in ((1, trace), (2, tmp_path / "t.2.json")):
+    for n, name in ((1, f"t-{prog.pid}.json"), (2, f"t-{prog.pid}.2.json")):
+        path = tmp_path / name
         data = json.loads(path.read_text())
         tracks = {e["args"]["name"] for e in data["traceEvents"] if e["name"] == "thread_name"}
         assert f"main-{n}" in tracks, (path, tracks)
