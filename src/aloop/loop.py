@@ -56,7 +56,13 @@ class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # 
         )
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if not self.is_closed():
+        try:
+            closed = self.is_closed()
+        except AttributeError:
+            # A subclass whose __init__ failed before BaseLoop's ran: nothing
+            # was opened, and a second error would only hide the first.
+            return
+        if not closed:
             _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
             if not self.is_running():
                 self.close()

@@ -17,6 +17,8 @@ time for that work to wake it.
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 from types import TracebackType
 from typing import Any
 
@@ -26,9 +28,9 @@ __all__ = ["TimeHold", "VirtualClock"]
 class VirtualClock:
     """The time source of a virtual-time loop."""
 
-    def __init__(self, start: float = 0.0, *, autojump: bool = True) -> None:
-        self.now = float(start)
-        self.autojump = autojump
+    def __init__(self, start: object = 0.0, *, autojump: object = True) -> None:
+        self.now = _seconds("start", start)
+        self.autojump = bool(autojump)
         # Outside work that will wake the loop (executor jobs, holds).
         self.holds = 0
         self._idle_waiters: list[asyncio.Future[None]] = []
@@ -41,11 +43,12 @@ class VirtualClock:
     def time(self) -> float:
         return self.now
 
-    def advance(self, seconds: float) -> None:
+    def advance(self, seconds: object) -> None:
         """Move time forward by ``seconds``; timers now due run on the next iteration."""
-        if seconds < 0:
+        step = _seconds("seconds", seconds)
+        if step < 0:
             raise ValueError(f"cannot advance time backwards (by {seconds!r} seconds)")
-        self.now += seconds
+        self.now += step
 
     def jump_to(self, when: float) -> None:
         """Move time to ``when`` if that is later; time never goes back."""
@@ -75,6 +78,16 @@ class VirtualClock:
         for future in waiters:
             if not future.done():
                 future.set_result(None)
+
+
+def _seconds(name: str, value: object) -> float:
+    """``value`` as a finite float; else an error naming ``name`` (not mypyc's)."""
+    if not isinstance(value, (int, float, numbers.Real)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number, not {value!r}")
+    return seconds
 
 
 class TimeHold:

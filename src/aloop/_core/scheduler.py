@@ -86,9 +86,7 @@ _DEBUG_STACK_DEPTH: Final = 10
 class BaseLoop:
     """Scheduling core shared by every aloop loop."""
 
-    def __init__(
-        self, *, backend: str | None = None, virtual_time: bool | VirtualClock = False
-    ) -> None:
+    def __init__(self, *, backend: object = None, virtual_time: object = False) -> None:
         """``backend``: "epoll" or "poll" (default: epoll where the OS has it).
 
         ``virtual_time``: True, or a ``VirtualClock``, runs the loop on virtual
@@ -96,6 +94,10 @@ class BaseLoop:
         """
         # Counts as closed until fully built, so __del__ leaves a half-built loop alone.
         self._closed = True
+        # Checked here, not by mypyc's typed arguments: its message names
+        # neither the parameter nor what it accepts. Before any fd is opened.
+        vclock = _virtual_clock_argument(virtual_time)
+        backend_name = _backend_argument(backend)
         self._stopping = False
         # A list, not a deque: mypyc compiles list append and indexing to C,
         # where each deque method is a generic method call (about 250
@@ -111,7 +113,9 @@ class BaseLoop:
         self._clock_resolution: float = time.get_clock_info("monotonic").resolution
         self._exception_handler: Callable[[Any, dict[str, Any]], object] | None = None
         self._debug = False
-        self.slow_callback_duration = 0.1
+        # Any type, as asyncio's attribute: a typed one would refuse a value
+        # (say a Decimal) with mypyc's message; only debug mode reads it.
+        self.slow_callback_duration: Any = 0.1
         self._current_handle: Handle | None = None
         self._task_factory: Callable[..., Any] | None = None
         self._coroutine_origin_tracking_enabled = False
@@ -137,7 +141,7 @@ class BaseLoop:
         # Large reads and writes must not make glibc's heap shrink and regrow
         # (page faults) on every message: see aloop._io.heap.
         heap.raise_trim_threshold()
-        self._poller = Poller(backend)
+        self._poller = Poller(backend_name)
         self._fds = FdTable(self._poller)
         self._waker = Waker()
         self._waker_fd = self._waker.fileno()
@@ -158,11 +162,7 @@ class BaseLoop:
         # perf_counter() when the measured poll in progress began, else 0.0:
         # a monitor counts a long wait as idle before it ends.
         self._poll_started = 0.0
-        self._vclock: VirtualClock | None = None
-        if virtual_time is True:
-            self._vclock = VirtualClock()
-        elif isinstance(virtual_time, VirtualClock):
-            self._vclock = virtual_time
+        self._vclock: VirtualClock | None = vclock
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
         self._closed = False
 
@@ -180,14 +180,18 @@ class BaseLoop:
         """The ``VirtualClock`` driving this loop, or None on real time."""
         return self._vclock
 
-    def use_virtual_time(self, clock: VirtualClock | None = None) -> VirtualClock:
+    def use_virtual_time(self, clock: object = None) -> VirtualClock:
         """Switch this (stopped, timer-less) loop to virtual time; return the clock."""
+        if clock is None:
+            clock = VirtualClock()
+        elif not isinstance(clock, VirtualClock):
+            raise TypeError(f"clock must be a VirtualClock or None, not {type(clock).__name__!r}")
         if self.is_running():
             raise RuntimeError("cannot switch a running event loop to virtual time")
         if self._timers.heap:
             raise RuntimeError("cannot switch to virtual time with timers scheduled on real time")
-        self._vclock = clock if clock is not None else VirtualClock()
-        return self._vclock
+        self._vclock = clock
+        return clock
 
     def is_running(self) -> bool:
         return self._thread_id is not None
@@ -198,7 +202,9 @@ class BaseLoop:
     def get_debug(self) -> bool:
         return self._debug
 
-    def set_debug(self, enabled: bool) -> None:
+    def set_debug(self, enabled: object) -> None:
+        # asyncio takes any value and uses its truth.
+        enabled = bool(enabled)
         self._debug = enabled
         if self.is_running():
             self.call_soon_threadsafe(self._set_coroutine_origin_tracking, enabled)
@@ -264,29 +270,35 @@ class BaseLoop:
             self._waker.wake()
         return handle
 
+    # ``delay`` and ``when`` are typed ``object``, with a float fast path: a
+    # typed float argument makes mypyc refuse anything else with its own
+    # message ("float object expected; got str") where asyncio's differs.
+
     def call_later(
         self,
-        delay: float | None,
+        delay: object,
         callback: Callable[..., object],
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> TimerHandle:
         """Run ``callback(*args)`` after ``delay`` seconds."""
-        if delay is None:
-            raise TypeError("delay must not be None")
-        return _new_timer(self, self.time() + delay, callback, args, context)
+        if isinstance(delay, float):
+            return _new_timer(self, self.time() + delay, callback, args, context)
+        return _new_timer(self, _later(self.time(), delay), callback, args, context)
 
     def call_at(
         self,
-        when: float | None,
+        when: object,
         callback: Callable[..., object],
         *args: Any,
         context: contextvars.Context | None = None,
     ) -> TimerHandle:
         """Run ``callback(*args)`` at loop time ``when``."""
+        if isinstance(when, float):
+            return _new_timer(self, when, callback, args, context)
         if when is None:
             raise TypeError("when cannot be None")
-        return _new_timer(self, when, callback, args, context)
+        return _new_timer(self, _as_when(when), callback, args, context)
 
     # -- futures and tasks ---------------------------------------------------
 
@@ -298,7 +310,7 @@ class BaseLoop:
         self,
         coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
         *,
-        name: str | None = None,
+        name: Any = None,
         context: contextvars.Context | None = None,
         **kwargs: Any,
     ) -> asyncio.Task[Any]:
@@ -526,11 +538,12 @@ class BaseLoop:
             raise TypeError(f"A callable object or None is expected, got {handler!r}")
         self._exception_handler = handler
 
-    def default_exception_handler(self, context: dict[str, Any]) -> None:
+    # ``context`` untyped: asyncio's errors for a non-dict, not mypyc's.
+    def default_exception_handler(self, context: Any) -> None:
         """Log ``context`` in asyncio's format."""
         errors.default_exception_handler(context, self._current_handle)
 
-    def call_exception_handler(self, context: dict[str, Any]) -> None:
+    def call_exception_handler(self, context: Any) -> None:
         """Report an error that has no caller to propagate to."""
         errors.call_exception_handler(self, context)
 
@@ -608,6 +621,60 @@ def _note_scheduled(instruments: Instruments, callback: object) -> None:
     owner = owner_of(callback)
     if isinstance(owner, _TASK_TYPES):
         instruments.scheduled(owner)
+
+
+def _later(now: float, delay: object) -> float:
+    """``now + delay`` for a delay that is not a float, failing as asyncio does."""
+    if isinstance(delay, int):
+        return now + float(delay)
+    if delay is None:
+        raise TypeError("delay must not be None")
+    # Generic addition (both operands boxed, not a float add that mypyc
+    # would unbox): asyncio's own result or TypeError, e.g. for a complex.
+    start: Any = now
+    when: Any = start + delay
+    return _as_when(when)
+
+
+def _as_when(when: Any) -> float:
+    """A timer's time as a float; asyncio's TypeError for what is not a number.
+
+    asyncio keeps any ``when`` in its timer heap, where comparing it with
+    another timer's raises; this raises that same error, even on an empty heap.
+    """
+    if isinstance(when, float):
+        return when
+    if isinstance(when, int):
+        return float(when)
+    _ = when < 0.0  # TypeError ("'<' not supported between ...") unless comparable
+    return float(when)
+
+
+def _virtual_clock_argument(virtual_time: object) -> VirtualClock | None:
+    """The clock that ``virtual_time=`` asks for (True, False or a ``VirtualClock``)."""
+    if virtual_time is False:
+        return None
+    if virtual_time is True:
+        return VirtualClock()
+    if isinstance(virtual_time, VirtualClock):
+        return virtual_time
+    raise TypeError(
+        "virtual_time must be True, False or an aloop VirtualClock, "
+        f"not {type(virtual_time).__name__} {virtual_time!r}"
+    )
+
+
+def _backend_argument(backend: object) -> str | None:
+    """The I/O backend that ``backend=`` names ('epoll', 'poll' or None: the best)."""
+    if backend is None:
+        return None
+    if not isinstance(backend, str):
+        raise TypeError(
+            f"backend must be 'epoll', 'poll' or None, not {type(backend).__name__} {backend!r}"
+        )
+    if backend not in ("epoll", "poll"):
+        raise ValueError(f"unknown backend {backend!r}: expected 'epoll', 'poll' or None")
+    return backend
 
 
 def _new_timer(
@@ -761,7 +828,7 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
 def _make_task(
     loop: BaseLoop,
     coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any],
-    name: str | None,
+    name: Any,
     context: contextvars.Context | None,
     kwargs: dict[str, Any],
 ) -> asyncio.Task[Any]:

@@ -8,12 +8,16 @@ import functools
 import logging
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aloop._transports import dns
 from aloop._transports.sockops import refuse_ssl_socket
 from aloop._transports.stream import StreamTransport, client_context
+
+# asyncio 3.14+ raises what an attempt's own wait failed with in a group.
+_STAGGERED_GROUPS = sys.version_info >= (3, 14)
 
 __all__ = [
     "connect_accepted_socket",
@@ -210,6 +214,20 @@ async def make_transport(
     return transport, protocol
 
 
+def _check_delay(delay: Any) -> None:
+    """asyncio's error for a ``happy_eyeballs_delay`` that is not a number.
+
+    asyncio waits between attempts with ``wait_for(..., delay)``, which
+    compares the delay with 0 first.
+    """
+    try:
+        _ = delay <= 0
+    except TypeError as exc:
+        if _STAGGERED_GROUPS:
+            raise ExceptionGroup("staggered race failed", [exc]) from None
+        raise
+
+
 def _check_ssl_args(
     ssl: Any, ssl_handshake_timeout: float | None, ssl_shutdown_timeout: float | None
 ) -> None:
@@ -257,6 +275,7 @@ async def _connect_host(
             except OSError:
                 continue
     else:
+        _check_delay(happy_eyeballs_delay)
         attempts: list[Callable[[], Awaitable[socket.socket]]] = [
             functools.partial(_connect_one, loop, info, local_infos, errors) for info in infos
         ]

@@ -8,6 +8,7 @@ holds; receiving and sending happen in its compiled core,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import stat
@@ -46,10 +47,20 @@ class DatagramTransport(SocketTransport, asyncio.DatagramTransport):
 # -- create_datagram_endpoint ---------------------------------------------------------
 
 _UNSET: Any = object()
+# Whether this Python's asyncio still takes ``reuse_address`` (only to refuse
+# True); later 3.11 releases and 3.12+ do not know the parameter at all.
+_TAKES_REUSE_ADDRESS = (
+    "reuse_address" in inspect.signature(asyncio.BaseEventLoop.create_datagram_endpoint).parameters
+)
+# asyncio 3.13+ refuses only stream sockets, with these words.
+_ANY_DATAGRAM_SOCKET = sys.version_info >= (3, 13)
 
 
 def _check_sock_only(sock: socket.socket, options: dict[str, Any]) -> None:
-    if sock.type != socket.SOCK_DGRAM:
+    if _ANY_DATAGRAM_SOCKET:
+        if sock.type == socket.SOCK_STREAM:
+            raise ValueError(f"A datagram socket was expected, got {sock!r}")
+    elif sock.type != socket.SOCK_DGRAM:
         raise ValueError(f"A UDP Socket was expected, got {sock!r}")
     given = ", ".join(f"{k}={v}" for k, v in options.items() if v)
     if given:
@@ -147,7 +158,7 @@ async def create_datagram_endpoint(
     sock: socket.socket | None = None,
 ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
     if reuse_address is not _UNSET:
-        if sys.version_info >= (3, 12):
+        if not _TAKES_REUSE_ADDRESS:
             raise TypeError(
                 "create_datagram_endpoint() got an unexpected keyword argument 'reuse_address'"
             )

@@ -194,6 +194,7 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
 
 async def sock_accept(loop: Any, sock: socket.socket) -> tuple[socket.socket, Any]:
     check_socket(loop, sock)
+    sock.fileno()  # asyncio's AttributeError for what is not a socket names fileno
 
     def accept() -> tuple[socket.socket, Any]:
         conn, address = sock.accept()
