@@ -147,6 +147,25 @@ CORE_CASES: dict[str, Case] = {
     ),
     "remove_signal_handler-str": lambda loop, env: loop.remove_signal_handler("x"),  # type: ignore[arg-type]
     "remove_signal_handler-unset": lambda loop, env: loop.remove_signal_handler(signal.SIGUSR2),
+    # Debug mode checks callbacks at the door too.
+    "debug-call_soon-noncallable": lambda loop, env: _debug(loop).call_soon(OPAQUE),
+    "debug-call_soon-coroutine": lambda loop, env: _debug(loop).call_soon(coro_function),
+    "debug-call_soon_threadsafe-noncallable": lambda loop, env: _debug(loop).call_soon_threadsafe(
+        OPAQUE
+    ),
+    "debug-call_later-noncallable": lambda loop, env: _debug(loop).call_later(1, OPAQUE),
+    "debug-call_later-str": lambda loop, env: _debug(loop).call_later("x", callback),  # type: ignore[arg-type]
+    "debug-call_at-coroutine": lambda loop, env: _debug(loop).call_at(1.0, coro_function),
+    "debug-run_in_executor-coroutine": lambda loop, env: _debug(loop).run_in_executor(
+        None, coro_function
+    ),
+    "debug-add_reader-noncallable": lambda loop, env: _debug(loop).add_reader(
+        env.socketpair()[0], OPAQUE
+    ),
+    "debug-add_writer-coroutine": lambda loop, env: _debug(loop).add_writer(
+        env.socketpair()[0], coro_function
+    ),
+    "debug-set_debug-str": lambda loop, env: _debug(loop).set_debug("x"),  # type: ignore[arg-type]
 }
 
 # File descriptors, sockets, DNS, connections, servers, pipes and processes.
