@@ -673,7 +673,9 @@ def _backend_argument(backend: object) -> str | None:
             f"backend must be 'epoll', 'poll' or None, not {type(backend).__name__} {backend!r}"
         )
     if backend not in ("epoll", "poll"):
-        raise ValueError(f"unknown backend {backend!r}: expected 'epoll', 'poll' or None")
+        raise ValueError(
+            f"unknown I/O backend {backend!r}: backend must be 'epoll', 'poll' or None"
+        )
     return backend
 
 
