@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
 import select
 import signal
 import subprocess
 import sys
+import termios
 from collections.abc import Iterator
 
 import pytest
@@ -222,6 +225,80 @@ def test_same_transcript_as_asyncio_repl() -> None:
         outputs.append(re.sub(r"(>>> |\.\.\. )", "", out))
     assert outputs[0] == outputs[1]
     assert "[0, 1, 2]" in outputs[1] and "[2, 4]" in outputs[1]
+
+
+def _take_terminal() -> None:
+    """In the child: make the pty (its stdin) the controlling terminal, so ^C is SIGINT."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.parametrize("editor", ["default", "basic"])
+def test_on_a_terminal(editor: str) -> None:
+    # 3.13+ uses pyrepl on a terminal ("basic": readline's input()); Ctrl-C is a key here.
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env.pop("PYTHONSTARTUP", None)
+    env.pop("PYTHON_BASIC_REPL", None)
+    if editor == "basic":
+        env["PYTHON_BASIC_REPL"] = "1"
+    pyrepl = editor == "default" and sys.version_info >= (3, 13)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aloop"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_take_terminal,
+    )
+    os.close(slave)
+    seen = b""
+
+    def expect(marker: str) -> str:
+        nonlocal seen
+        while (at := seen.find(marker.encode())) < 0:
+            ready, _, _ = select.select([master], [], [], TIMEOUT)
+            if not ready:
+                raise AssertionError(f"no {marker!r} on the terminal: {seen.decode()!r}")
+            seen += os.read(master, 65536)
+        before, seen = seen[:at].decode(), seen[at + len(marker) :]
+        return before
+
+    def send(keys: str) -> None:
+        os.write(master, keys.encode())
+
+    try:
+        # The markers are built by the statements, so the echoed input never matches.
+        send("t = asyncio.create_task(asyncio.sleep(3600), name='long' + 'sleep')\r")
+        send("print('sl' + 'eeping'); await asyncio.sleep(60)\r")
+        expect("sleeping")
+        send("\x03")  # Ctrl-C: cancels the statement
+        # pyrepl drops a line typed before it shows the KeyboardInterrupt: wait for it.
+        expect("KeyboardInterrupt")
+        expect(">>> ")
+        send("print('af' + 'ter', t.done())\r")
+        expect("after False")
+        expect(">>> ")
+        send("\x03")  # at the prompt: pyrepl reads the key, readline's tty sends SIGINT
+        if pyrepl:
+            expect("KeyboardInterrupt")
+            expect(">>> ")
+        send("tasks(); print('st' + 'ill')\r")
+        assert "longsleep" in expect("still")
+        expect(">>> ")
+        send("\x04")  # Ctrl-D
+        while proc.poll() is None and select.select([master], [], [], TIMEOUT)[0]:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+        assert proc.wait(timeout=TIMEOUT) == 0
+        assert b"exiting aloop REPL" in seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
 
 
 # -- the command line ----------------------------------------------------------

@@ -68,21 +68,38 @@ class _Session:
         self.task: asyncio.Task[Any] | None = None
         self.pending: concurrent.futures.Future[Any] | None = None
         self.interrupted = False
+        #: Ctrl-Cs so far, and their count when the last statement started.
+        self.interrupts = 0
+        self.started_at = 0
         self.exit_code: object = 0
 
     def start(
-        self, code: types.CodeType, globals_: dict[str, Any], future: concurrent.futures.Future[Any]
+        self,
+        code: types.CodeType,
+        globals_: dict[str, Any],
+        future: concurrent.futures.Future[Any],
+        after: int | None,
     ) -> None:
-        """Run one compiled statement (loop thread): directly, or as a task if it awaits."""
+        """Run one compiled statement (loop thread): directly, or as a task if it awaits.
+
+        ``after``: None for an input's first statement; for the next ones (pyrepl
+        reads several at once), the Ctrl-C count when the one before started: a
+        Ctrl-C since then skips the rest of the input.
+        """
         if future.done():  # Ctrl-C came before the loop got to it
             return
         self.task = None
         self.pending = future
-        self.interrupted = False
+        self.interrupted = after is not None and self.interrupts != after
+        if self.interrupted:
+            future.set_exception(KeyboardInterrupt())
+            return
+        self.started_at = self.interrupts
         try:
             result = types.FunctionType(code, globals_)()
         except KeyboardInterrupt as exc:
             self.interrupted = True
+            self.interrupts += 1  # the rest of the input is skipped too
             future.set_exception(exc)
             return
         except BaseException as exc:
@@ -102,6 +119,7 @@ class _Session:
     def interrupt(self) -> None:
         """Ctrl-C reached the loop (main thread): cancel the statement running now."""
         self.interrupted = True
+        self.interrupts += 1
         task, pending = self.task, self.pending
         if task is not None and not task.done():
             task.cancel()
@@ -130,14 +148,32 @@ class AsyncConsole(code.InteractiveConsole):
         self.compile.compiler.flags |= ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
         self.session = session
         self.pyrepl = pyrepl
+        self._first = True  # the next statement is its input's first
+        self._skip = False  # Ctrl-C stopped this input
+        #: Running an input's statements (else at the prompt): read by the main thread.
+        self.busy = False
+
+    def push(self, *args: Any, **kwargs: Any) -> bool:
+        """One input (pyrepl: all its statements; ``code``: one line)."""
+        self._first = True
+        self._skip = False
+        self.busy = True
+        try:
+            return super().push(*args, **kwargs)
+        finally:
+            self.busy = False
 
     def runcode(self, code: types.CodeType) -> Any:
         """Run ``code`` on the loop's thread and wait for it (console thread)."""
         session = self.session
+        if self._skip:  # 3.13.0's pyrepl goes on after a failed statement
+            return getattr(self, "STATEMENT_FAILED", None)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         assert isinstance(self.locals, dict)
+        after = None if self._first else session.started_at
+        self._first = False
         session.loop.call_soon_threadsafe(
-            session.start, code, self.locals, future, context=session.context
+            session.start, code, self.locals, future, after, context=session.context
         )
         try:
             return future.result()
@@ -145,11 +181,15 @@ class AsyncConsole(code.InteractiveConsole):
             session.exit_code = exc.code
             raise  # ends the console; the main thread then stops the loop
         except BaseException as exc:
-            if not session.interrupted:
-                self._show(exc)
-            elif not self.pyrepl:  # pyrepl prints it itself (see _ReplThread.interrupt)
-                self.write("\nKeyboardInterrupt\n")
+            if session.interrupted:
+                return self._interrupted()
+            self._show(exc)
             return getattr(self, "STATEMENT_FAILED", None)
+
+    def _interrupted(self) -> Any:
+        self._skip = True
+        self.write("\nKeyboardInterrupt\n")
+        return getattr(self, "STATEMENT_FAILED", None)
 
     def _show(self, exc: BaseException) -> None:
         """The traceback from the statement's own frames on, not the REPL's plumbing."""
@@ -239,8 +279,11 @@ class _ReplThread(threading.Thread):
             self.loop.call_soon_threadsafe(self.loop.stop)
 
     def interrupt(self) -> None:
-        """Have pyrepl's prompt show the KeyboardInterrupt (as the asyncio REPL does)."""
-        if not self.console.pyrepl:
+        """Ctrl-C at pyrepl's prompt: have it show the KeyboardInterrupt and clear the line.
+
+        (During a statement the console says it; ``code``'s prompt ignores it.)
+        """
+        if not self.console.pyrepl or self.console.busy:
             return
         reader = importlib.import_module("_pyrepl.simple_interact")._get_reader()
         if reader.threading_hook is not None:
