@@ -174,8 +174,13 @@ def _info() -> str:
         if not (getattr(module, "__file__", None) or "").endswith(".py"):
             compiled.append(name.rsplit(".", 1)[-1])
     total = len(_purity.COMPILED_MODULES)
-    if compiled:
-        mode = f"yes, {len(compiled)} of {total} modules ({', '.join(compiled)})"
+    if len(compiled) == total:
+        mode = f"yes, all {total} hot modules (mypyc)"
+    elif compiled:
+        missing = sorted(
+            {name.rsplit(".", 1)[-1] for name in _purity.COMPILED_MODULES} - set(compiled)
+        )
+        mode = f"partly, {len(compiled)} of {total} modules (interpreted: {', '.join(missing)})"
     elif _purity.pure_requested():
         mode = "no, interpreted (ALOOP_PURE is set)"
     else:
