@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import pty
 import re
@@ -285,7 +286,10 @@ def test_on_a_terminal(editor: str) -> None:
             expect("KeyboardInterrupt")
             expect(">>> ")
         send("tasks(); print('st' + 'ill')\r")
-        assert "longsleep" in expect("still")
+        tree = expect("still")
+        assert "longsleep" in tree
+        if importlib.util.find_spec("rich") is not None:
+            assert f"pid {proc.pid}" in tree  # drawn by rich on a terminal
         expect(">>> ")
         send("\x04")  # Ctrl-D
         while proc.poll() is None and select.select([master], [], [], TIMEOUT)[0]:

@@ -68,9 +68,15 @@ class _Session:
         self.task: asyncio.Task[Any] | None = None
         self.pending: concurrent.futures.Future[Any] | None = None
         self.interrupted = False
-        #: Ctrl-Cs so far, and their count when the last statement started.
+        #: Ctrl-Cs so far (counted on the loop's thread), and their count when
+        #: the last statement started.
         self.interrupts = 0
         self.started_at = 0
+        # Who says "KeyboardInterrupt": the console for a statement it waits on,
+        # pyrepl's prompt otherwise; ``announced`` keeps it to once per Ctrl-C.
+        self.lock = threading.Lock()
+        self.in_statement = False
+        self.announced = 0
         self.exit_code: object = 0
 
     def start(
@@ -150,18 +156,12 @@ class AsyncConsole(code.InteractiveConsole):
         self.pyrepl = pyrepl
         self._first = True  # the next statement is its input's first
         self._skip = False  # Ctrl-C stopped this input
-        #: Running an input's statements (else at the prompt): read by the main thread.
-        self.busy = False
 
     def push(self, *args: Any, **kwargs: Any) -> bool:
         """One input (pyrepl: all its statements; ``code``: one line)."""
         self._first = True
         self._skip = False
-        self.busy = True
-        try:
-            return super().push(*args, **kwargs)
-        finally:
-            self.busy = False
+        return super().push(*args, **kwargs)
 
     def runcode(self, code: types.CodeType) -> Any:
         """Run ``code`` on the loop's thread and wait for it (console thread)."""
@@ -175,6 +175,8 @@ class AsyncConsole(code.InteractiveConsole):
         session.loop.call_soon_threadsafe(
             session.start, code, self.locals, future, after, context=session.context
         )
+        with session.lock:
+            session.in_statement = True
         try:
             return future.result()
         except SystemExit as exc:
@@ -185,10 +187,18 @@ class AsyncConsole(code.InteractiveConsole):
                 return self._interrupted()
             self._show(exc)
             return getattr(self, "STATEMENT_FAILED", None)
+        finally:
+            with session.lock:
+                session.in_statement = False
 
     def _interrupted(self) -> Any:
         self._skip = True
-        self.write("\nKeyboardInterrupt\n")
+        session = self.session
+        with session.lock:
+            fresh = session.announced < session.interrupts
+            session.announced = session.interrupts
+        if fresh:
+            self.write("\nKeyboardInterrupt\n")
         return getattr(self, "STATEMENT_FAILED", None)
 
     def _show(self, exc: BaseException) -> None:
@@ -278,16 +288,16 @@ class _ReplThread(threading.Thread):
             )
             self.loop.call_soon_threadsafe(self.loop.stop)
 
-    def interrupt(self) -> None:
-        """Ctrl-C at pyrepl's prompt: have it show the KeyboardInterrupt and clear the line.
-
-        (During a statement the console says it; ``code``'s prompt ignores it.)
-        """
-        if not self.console.pyrepl or self.console.busy:
-            return
+    def interrupt(self) -> bool:
+        """Ctrl-C at pyrepl's prompt: have it show the KeyboardInterrupt and clear
+        the line; False where it does not (``code``'s prompt ignores Ctrl-C)."""
+        if not self.console.pyrepl:
+            return False
         reader = importlib.import_module("_pyrepl.simple_interact")._get_reader()
-        if reader.threading_hook is not None:
-            reader.threading_hook.add("")
+        if reader.threading_hook is None:
+            return False
+        reader.threading_hook.add("")
+        return True
 
 
 def _run_startup(console: AsyncConsole) -> None:
@@ -345,8 +355,11 @@ def _drive(loop: asyncio.AbstractEventLoop, session: _Session, thread: _ReplThre
         try:
             loop.run_forever()
         except KeyboardInterrupt:
-            session.interrupt()
-            thread.interrupt()
+            with session.lock:
+                session.interrupt()
+                # A statement the console waits on says it; else pyrepl's prompt.
+                if not session.in_statement and thread.interrupt():
+                    session.announced = session.interrupts
             continue
         except SystemExit as exc:  # sys.exit() in a task created at the prompt
             session.exit_code = exc.code
