@@ -172,11 +172,11 @@ class AsyncConsole(code.InteractiveConsole):
         assert isinstance(self.locals, dict)
         after = None if self._first else session.started_at
         self._first = False
+        with session.lock:
+            session.in_statement = True
         session.loop.call_soon_threadsafe(
             session.start, code, self.locals, future, after, context=session.context
         )
-        with session.lock:
-            session.in_statement = True
         try:
             return future.result()
         except SystemExit as exc:
