@@ -19,6 +19,7 @@ import argparse
 import datetime
 import json
 import os
+import platform
 import re
 import resource
 import selectors
@@ -37,7 +38,9 @@ from run import call_worker, fmt_value, loop_summary, machine, report_problems, 
 
 HERE = Path(__file__).resolve().parent
 NET = HERE / "net"
-BUILD = NET / "build"
+# One build per C library: the host and the sid root (3.14/3.15) share this
+# checkout but not their glibc, and a binary linked on the newer one fails on the older.
+BUILD = NET / "build" / "-".join(filter(None, platform.libc_ver())).replace(".", "_")
 SERVERS = NET / "servers.py"
 C_PROGRAMS = ("echo_client", "echo_server")
 LOOPS = ("asyncio", "uvloop", "aloop")
@@ -97,16 +100,20 @@ class Settings:
 
 def build_c() -> None:
     """Compile the C programs into bench/net/build/ when missing or out of date."""
-    BUILD.mkdir(exist_ok=True)
+    BUILD.mkdir(parents=True, exist_ok=True)
     for name in C_PROGRAMS:
         source, binary = NET / f"{name}.c", BUILD / name
         if binary.exists() and binary.stat().st_mtime >= source.stat().st_mtime:
             continue
         if shutil.which("gcc") is None:
             raise SystemExit("gcc is needed to build bench/net/*.c (apt-get install gcc)")
-        command = ["gcc", "-O2", "-Wall", "-o", str(binary), str(source)]
+        # Linked under a private name, then renamed: two runs at once never
+        # execute a half-written binary.
+        partial = binary.with_name(f"{name}.{os.getpid()}")
+        command = ["gcc", "-O2", "-Wall", "-o", str(partial), str(source)]
         print(" ".join(command), file=sys.stderr)
         subprocess.run(command, check=True)
+        partial.replace(binary)
 
 
 def ensure_wrk() -> str | None:

