@@ -1,0 +1,643 @@
+"""Faults on plain sockets (issue 19): each test runs on the stdlib loop and on aloop.
+
+Out of fds on accept, write storms against a peer that does not read, signals
+arriving during every blocking call, closing a transport with a full write
+buffer, and protocol methods and callbacks that raise. The expected behaviour
+written in each test is the stdlib loop's, which runs the same test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from tests.conftest import LoopFactory, aloop_env, run_with_loop
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="Linux socket, rlimit and signal behaviour"
+)
+
+TIMEOUT = 60.0
+
+
+def pattern(size: int) -> bytes:
+    """Bytes that differ at every offset mod 251, so a lost or repeated chunk shows."""
+    return bytes(i % 251 for i in range(size))
+
+
+async def tcp_pair(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.Protocol],
+    *,
+    sndbuf: int | None = None,
+    rcvbuf: int | None = None,
+) -> tuple[asyncio.Transport, Any, socket.socket]:
+    """A transport over TCP to a raw non-blocking peer socket; small buffers on request."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    if rcvbuf is not None:  # inherited by the accepted socket, before the window opens
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    lsock.setblocking(False)
+    sock = socket.socket()
+    try:
+        if sndbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        sock.setblocking(False)
+        (peer, _), _ = await asyncio.gather(
+            loop.sock_accept(lsock), loop.sock_connect(sock, lsock.getsockname())
+        )
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        lsock.close()
+    peer.setblocking(False)
+    transport, protocol = await loop.create_connection(factory, sock=sock)
+    return transport, protocol, peer
+
+
+async def recv_all(loop: asyncio.AbstractEventLoop, sock: socket.socket, chunk: int) -> bytes:
+    """Read ``sock`` to EOF (or reset) in ``chunk``-sized reads."""
+    parts = []
+    while True:
+        try:
+            data = await loop.sock_recv(sock, chunk)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        parts.append(data)
+    return b"".join(parts)
+
+
+# -- 1. out of fds on accept -------------------------------------------------------------
+
+EMFILE_SERVER = r"""
+import asyncio, json, os, resource, socket, sys, time
+import aloop
+
+FACTORIES = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        served.append(time.monotonic())
+    def data_received(self, data):
+        self.transport.write(data)
+    def eof_received(self):
+        done.set_result(None) if not done.done() else None
+
+def warm_up_tracebacks():
+    # Import and cache what logging a traceback needs: it cannot open files later.
+    import linecache, logging, traceback
+    logging.lastResort.format  # the handler asyncio's logger falls back on
+    with socket.socket() as unbound:
+        try:
+            unbound.accept()  # an OSError raised in socket.py, as accept's is
+        except OSError:
+            traceback.format_exc()
+    for module in list(sys.modules.values()):
+        if getattr(module, "__file__", None):
+            linecache.getlines(module.__file__)
+
+async def main():
+    global done
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    server = await loop.create_server(Echo, "127.0.0.1", 0)
+    before = [s.fileno() for s in server.sockets]
+    warm_up_tracebacks()
+    fds = []
+    def handler(loop, context):
+        contexts.append({
+            "message": context.get("message"),
+            "keys": sorted(context),
+            "errno": getattr(context.get("exception"), "errno", None),
+            "socket": type(context.get("socket")).__name__,
+            "same_socket": context["socket"].fileno() in before,
+            "at": time.monotonic(),
+        })
+        if len(contexts) == 1:
+            loop.default_exception_handler(context)  # logs, as asyncio's default does
+            # Free the fds a little later: the server must serve again once it retries.
+            loop.call_later(0.1, free)
+    def free():
+        while fds:
+            os.close(fds.pop())
+    loop.set_exception_handler(handler)
+    try:
+        while True:
+            fds.append(os.dup(0))
+    except OSError as exc:
+        assert exc.errno == 24, exc
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.wait_for(done, 30)
+    result = {
+        "contexts": contexts,
+        "reports": len(contexts),
+        "served": len(served),
+        "paused_for": served[0] - contexts[0]["at"] if contexts and served else None,
+        "serving": server.is_serving(),
+        "same_sockets": [s.fileno() for s in server.sockets] == before,
+    }
+    server.close()
+    await server.wait_closed()
+    print(json.dumps(result), flush=True)
+
+contexts, served = [], []
+loop = FACTORIES[sys.argv[1]]()
+asyncio.set_event_loop(loop)
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+def test_emfile_on_accept_pauses_then_serves_again(loop_factory: LoopFactory) -> None:
+    """EMFILE on accept: logged once, accepting paused, the listening socket kept, served after."""
+    name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EMFILE_SERVER, name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=aloop_env(),
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+            client.sendall(b"hello")
+            assert client.recv(5) == b"hello"  # served once the fds were freed
+            client.shutdown(socket.SHUT_WR)
+            out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    context = result["contexts"][0]
+    if name == "aloop":
+        assert len(result["contexts"]) == 1  # one report, then no accept until the retry
+    else:
+        # asyncio tries the rest of the backlog (100) in the same event, each attempt
+        # failing and reported while the fds stay taken.
+        assert len(result["contexts"]) >= 1
+        assert all(c == dict(context, at=c["at"]) for c in result["contexts"])
+    assert context["message"] == "socket.accept() out of system resource"
+    assert context["keys"] == ["exception", "message", "socket"]
+    assert context["errno"] == 24
+    assert context["socket"] == "TransportSocket"
+    assert context["same_socket"]
+    assert "socket.accept() out of system resource" in err
+    assert "Too many open files" in err
+    assert result["served"] == 1
+    assert result["serving"] and result["same_sockets"]
+    # asyncio waits constants.ACCEPT_RETRY_DELAY (1 s) before accepting again.
+    assert result["paused_for"] >= 0.9
+
+
+# -- 2. write storms against a peer that does not read ---------------------------------------
+
+
+class Writer(asyncio.Protocol):
+    """Records pause/resume calls and connection_lost."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.paused = asyncio.Event()
+        self.resumed = asyncio.Event()
+        self.lost: list[BaseException | None] = []
+
+    def pause_writing(self) -> None:
+        self.events.append("pause")
+        self.resumed.clear()
+        self.paused.set()
+
+    def resume_writing(self) -> None:
+        self.events.append("resume")
+        self.paused.clear()
+        self.resumed.set()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.append(exc)
+
+
+async def slow_reader(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, started: asyncio.Event, total: int
+) -> bytes:
+    """Read only once the writer is paused, then in small reads, to make EAGAIN repeat."""
+    await started.wait()
+    return await recv_all(loop, sock, 4096)
+
+
+def test_transport_write_storm_loses_nothing(loop_factory: LoopFactory) -> None:
+    """pause/resume alternate and balance; the peer gets every byte, in order."""
+    size, chunk = 4 * 1024 * 1024, 60000
+    data = pattern(size)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[str], bytes, Writer]:
+        transport, proto, peer = await tcp_pair(loop, Writer, sndbuf=4096, rcvbuf=4096)
+        with peer:
+            reader = loop.create_task(slow_reader(loop, peer, proto.paused, size))
+            for offset in range(0, size, chunk):
+                transport.write(data[offset : offset + chunk])
+                if proto.paused.is_set():
+                    await asyncio.wait_for(proto.resumed.wait(), TIMEOUT)
+            transport.close()
+            got = await asyncio.wait_for(reader, TIMEOUT)
+            while not proto.lost:
+                await asyncio.sleep(0)
+        return proto.events, got, proto
+
+    events, got, proto = run_with_loop(loop_factory, main)
+    assert len(got) == size and hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert events.count("pause") >= 10  # a storm, not one pause
+    assert events == ["pause", "resume"] * (len(events) // 2)
+    assert proto.lost == [None]
+
+
+def test_sock_sendall_storm_loses_nothing(loop_factory: LoopFactory) -> None:
+    """sock_sendall of 4 MiB through tiny buffers to a slow reader: every byte arrives."""
+    size = 4 * 1024 * 1024
+    data = pattern(size)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> bytes:
+        a, b = socket.socketpair()
+        with a, b:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            a.setblocking(False)
+            b.setblocking(False)
+
+            async def send() -> None:
+                await loop.sock_sendall(a, data)
+                a.shutdown(socket.SHUT_WR)
+
+            sender = loop.create_task(send())
+            got = await asyncio.wait_for(recv_all(loop, b, 3000), TIMEOUT)
+            await sender
+            return got
+
+    got = run_with_loop(loop_factory, main)
+    assert len(got) == size and got == data
+
+
+# -- 3. signals during every blocking call ---------------------------------------------------
+
+
+@pytest.fixture
+def signal_storm() -> Iterator[None]:
+    """Leave SIGALRM's handler and the interval timer as they were."""
+    old = signal.getsignal(signal.SIGALRM)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+async def every_blocking_call(loop: asyncio.AbstractEventLoop) -> dict[str, object]:
+    """Run each kind of blocking call once; return what each produced."""
+    results: dict[str, object] = {}
+    size = 1024 * 1024
+    data = pattern(size)
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    sock = socket.socket()
+    sock.setblocking(False)
+    with lsock, sock:
+        (peer, _), _ = await asyncio.gather(
+            loop.sock_accept(lsock), loop.sock_connect(sock, lsock.getsockname())
+        )
+        with peer:
+            peer.setblocking(False)
+
+            async def send() -> None:
+                await loop.sock_sendall(sock, data)
+                sock.shutdown(socket.SHUT_WR)
+
+            sender = loop.create_task(send())
+            results["sock"] = await recv_all(loop, peer, 1000) == data
+            await sender
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while chunk := await reader.read(7000):
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+
+        async def write() -> None:
+            for offset in range(0, size, 50000):
+                writer.write(data[offset : offset + 50000])
+                await writer.drain()
+            writer.write_eof()
+
+        writing = loop.create_task(write())
+        results["stream"] = await reader.read() == data
+        await writing
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; sys.stdout.write(sys.stdin.read()[::-1])",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await proc.communicate(b"abc" * 10000)
+    results["subprocess"] = (out == b"cba" * 10000, await proc.wait())
+    start = time.monotonic()
+    await asyncio.sleep(0.05)
+    results["sleep"] = time.monotonic() - start >= 0.05
+    results["executor"] = await loop.run_in_executor(None, sum, range(100000))
+    return results
+
+
+@pytest.mark.parametrize("how", ["add_signal_handler", "signal.signal"])
+def test_signal_storm_during_every_blocking_call(
+    loop_factory: LoopFactory, how: str, signal_storm: None
+) -> None:
+    """SIGALRM every ms: every operation completes with the right result, no data lost."""
+    fired = [0]
+
+    def count(*args: object) -> None:
+        fired[0] += 1
+
+    async def main(loop: asyncio.AbstractEventLoop) -> dict[str, object]:
+        if how == "add_signal_handler":
+            loop.add_signal_handler(signal.SIGALRM, count)
+        else:
+            signal.signal(signal.SIGALRM, count)
+        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        try:
+            return await every_blocking_call(loop)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if how == "add_signal_handler":
+                loop.remove_signal_handler(signal.SIGALRM)
+
+    results = run_with_loop(loop_factory, main)
+    assert results == {
+        "sock": True,
+        "stream": True,
+        "subprocess": (True, 0),
+        "sleep": True,
+        "executor": sum(range(100000)),
+    }
+    assert fired[0] > 10
+
+
+# -- 4. closing a transport with a full write buffer -----------------------------------------
+
+
+class BigWriter(asyncio.Protocol):
+    """Writes ``size`` bytes, then closes or aborts: on b"go" or when told by a task."""
+
+    def __init__(self, data: bytes, how: str, in_callback: bool) -> None:
+        self.data, self.how, self.in_callback = data, how, in_callback
+        self.lost: list[BaseException | None] = []
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.in_callback:
+            self.finish()
+
+    def finish(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.data)
+        assert self.transport.get_write_buffer_size() > 0  # the kernel took only part
+        getattr(self.transport, self.how)()
+        assert self.transport.is_closing()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.append(exc)
+
+
+@pytest.mark.parametrize("in_callback", [True, False], ids=["data_received", "task"])
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_close_with_full_write_buffer(
+    loop_factory: LoopFactory, how: str, in_callback: bool
+) -> None:
+    """close() flushes every byte then EOF; abort() drops the buffer. connection_lost(None) once."""
+    size = 2 * 1024 * 1024
+    data = pattern(size)
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bytes, BigWriter]:
+        transport, proto, peer = await tcp_pair(
+            loop, lambda: BigWriter(data, how, in_callback), sndbuf=4096, rcvbuf=4096
+        )
+        with peer:
+            if in_callback:
+                await loop.sock_sendall(peer, b"go")
+                while not transport.is_closing():
+                    await asyncio.sleep(0)
+            else:
+                await loop.create_task(asyncio.sleep(0))  # another task does it
+                proto.finish()
+            got = await asyncio.wait_for(recv_all(loop, peer, 65536), TIMEOUT)
+            while not proto.lost:
+                await asyncio.sleep(0)
+            for _ in range(3):  # a second connection_lost would come soon after
+                await asyncio.sleep(0)
+        return got, proto
+
+    got, proto = run_with_loop(loop_factory, main)
+    assert proto.lost == [None]
+    if how == "close":
+        assert got == data
+    else:
+        assert len(got) < size and got == data[: len(got)]
+
+
+# -- 5. protocol methods and callbacks that raise --------------------------------------------
+
+
+class Boom(Exception):
+    """Raised by the step under test."""
+
+
+class Raiser(asyncio.Protocol):
+    """Raises Boom from the protocol method named ``step``."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.lost: list[BaseException | None] = []
+        self.made = asyncio.Event()
+
+    def _maybe(self, step: str) -> None:
+        if self.step == step:
+            raise Boom(step)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made.set()
+        self._maybe("connection_made")
+
+    def data_received(self, data: bytes) -> None:
+        self._maybe("data_received")
+
+    def eof_received(self) -> bool | None:
+        self._maybe("eof_received")
+        return None
+
+    def pause_writing(self) -> None:
+        self._maybe("pause_writing")
+
+    def resume_writing(self) -> None:
+        self._maybe("resume_writing")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.append(exc)
+        self._maybe("connection_lost")
+
+
+def summarize(context: dict[str, Any]) -> tuple[str, list[str], str]:
+    """What a test may compare across loops: the message's fixed part, the keys, the type."""
+    message = context["message"]
+    if message.startswith("Exception in callback"):
+        message = "Exception in callback"
+    keys = sorted(k for k in context if k != "source_traceback")
+    return message, keys, type(context.get("exception")).__name__
+
+
+FATAL = ["exception", "message", "protocol", "transport"]
+CALLBACK = ["exception", "handle", "message"]
+PROTOCOL_STEPS = {
+    "connection_made": (("Exception in callback", CALLBACK, "Boom"), False, []),
+    "data_received": (
+        ("Fatal error: protocol.data_received() call failed.", FATAL, "Boom"),
+        True,
+        ["Boom"],
+    ),
+    "eof_received": (
+        ("Fatal error: protocol.eof_received() call failed.", FATAL, "Boom"),
+        True,
+        ["Boom"],
+    ),
+    "pause_writing": (("protocol.pause_writing() failed", FATAL, "Boom"), False, []),
+    "resume_writing": (("protocol.resume_writing() failed", FATAL, "Boom"), False, []),
+    "connection_lost": (("Exception in callback", CALLBACK, "Boom"), True, ["NoneType"]),
+}
+
+
+@pytest.mark.parametrize("step", sorted(PROTOCOL_STEPS))
+def test_protocol_method_raising(loop_factory: LoopFactory, step: str) -> None:
+    """The handler gets asyncio's context; the loop runs on; the transport as asyncio leaves it."""
+    expected_context, closes, lost = PROTOCOL_STEPS[step]
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[Any], bool, list[str]]:
+        contexts: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda loop, context: contexts.append(context))
+        transport, proto, peer = await tcp_pair(
+            loop, lambda: Raiser(step), sndbuf=4096, rcvbuf=4096
+        )
+        with peer:
+            await proto.made.wait()
+            await asyncio.sleep(0)
+            if step in ("pause_writing", "resume_writing"):
+                transport.set_write_buffer_limits(high=8192)
+                transport.write(b"x" * 1_000_000)
+                await asyncio.wait_for(recv_exactly(loop, peer, 1_000_000), TIMEOUT)
+                while transport.get_write_buffer_size():
+                    await asyncio.sleep(0)
+            elif step == "data_received":
+                await loop.sock_sendall(peer, b"data")
+            elif step == "eof_received":
+                peer.shutdown(socket.SHUT_WR)
+            elif step == "connection_lost":
+                transport.close()
+            deadline = loop.time() + TIMEOUT
+            while not contexts and loop.time() < deadline:
+                await asyncio.sleep(0.001)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            closing = transport.is_closing()
+            if not closing:
+                transport.close()
+            while not proto.lost:
+                await asyncio.sleep(0.001)
+        # The loop keeps running: a later callback still runs.
+        ran = loop.create_future()
+        loop.call_soon(ran.set_result, True)
+        assert await ran
+        return contexts, closing, [type(e).__name__ for e in proto.lost]
+
+    contexts, closing, lost_with = run_with_loop(loop_factory, main)
+    assert [summarize(c) for c in contexts] == [expected_context]
+    assert isinstance(contexts[0]["exception"], Boom)
+    assert closing == closes
+    if lost:
+        assert lost_with == lost
+    else:
+        assert lost_with == ["NoneType"]  # closed by the test afterwards
+
+
+async def recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+    """Read exactly ``n`` bytes."""
+    parts, got = [], 0
+    while got < n:
+        data = await loop.sock_recv(sock, min(65536, n - got))
+        assert data, "EOF too early"
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+def boom() -> None:
+    raise Boom("callback")
+
+
+@pytest.mark.parametrize("kind", ["call_soon", "call_later", "add_reader"])
+def test_callback_raising(loop_factory: LoopFactory, kind: str) -> None:
+    """A raising callback: 'Exception in callback boom()' with its handle; the loop runs on."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[Any], str]:
+        contexts: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda loop, context: contexts.append(context))
+        a, b = socket.socketpair()
+        with a, b:
+            if kind == "call_soon":
+                loop.call_soon(boom)
+            elif kind == "call_later":
+                loop.call_later(0.001, boom)
+            else:
+                b.send(b"x")
+                loop.add_reader(a.fileno(), boom)
+            while not contexts:
+                await asyncio.sleep(0.001)
+            if kind == "add_reader":
+                loop.remove_reader(a.fileno())
+        handle = contexts[0]["handle"]
+        return contexts, type(handle).__name__
+
+    contexts, handle_type = run_with_loop(loop_factory, main)
+    summary = summarize(contexts[0])
+    assert summary == ("Exception in callback", CALLBACK, "Boom")
+    assert contexts[0]["message"].startswith("Exception in callback boom()")
+    assert handle_type == ("TimerHandle" if kind == "call_later" else "Handle")
+    if kind == "add_reader":
+        assert len(contexts) >= 1  # still readable: it may fire again until removed
+    else:
+        assert len(contexts) == 1
