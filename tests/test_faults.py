@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -205,6 +206,81 @@ def test_emfile_on_accept_pauses_then_serves_again(loop_factory: LoopFactory) ->
     assert result["serving"] and result["same_sockets"]
     # asyncio waits constants.ACCEPT_RETRY_DELAY (1 s) before accepting again.
     assert result["paused_for"] >= 0.9
+
+
+EMFILE_OPS = r"""
+import asyncio, json, os, resource, socket, subprocess, sys
+import aloop
+
+FACTORIES = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+async def attempt(coro):
+    try:
+        result = await coro
+    except OSError as exc:
+        return [type(exc).__name__, exc.errno]
+    return ["ok", repr(result)]
+
+async def main():
+    loop = asyncio.get_running_loop()
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setblocking(False)
+    client = socket.create_connection(lsock.getsockname())  # waits in the backlog
+    before = len(os.listdir("/proc/self/fd"))
+    fds = []
+    try:
+        while True:
+            fds.append(os.dup(0))
+    except OSError:
+        pass
+    results = {
+        "sock_accept": await attempt(loop.sock_accept(lsock)),
+        "create_connection": await attempt(
+            loop.create_connection(asyncio.Protocol, *lsock.getsockname())
+        ),
+        "open_connection": await attempt(asyncio.open_connection(*lsock.getsockname())),
+        "subprocess": await attempt(
+            asyncio.create_subprocess_exec(sys.executable, "-c", "", stdout=subprocess.PIPE)
+        ),
+    }
+    while fds:
+        os.close(fds.pop())
+    results["leaked"] = len(os.listdir("/proc/self/fd")) - before
+    conn, _ = await loop.sock_accept(lsock)  # the queued connection is still there
+    conn.close()
+    client.close()
+    lsock.close()
+    print(json.dumps(results), flush=True)
+
+loop = FACTORIES[sys.argv[1]]()
+asyncio.set_event_loop(loop)
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+def test_operations_out_of_fds_raise_and_leak_nothing(loop_factory: LoopFactory) -> None:
+    """With no fd free, accept/connect/subprocess raise OSError(EMFILE) and leak no fd."""
+    name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
+    proc = subprocess.run(
+        [sys.executable, "-c", EMFILE_OPS, name],
+        capture_output=True,
+        env=aloop_env(),
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    emfile = ["OSError", 24]
+    assert results == {
+        "sock_accept": emfile,
+        "create_connection": emfile,
+        "open_connection": emfile,
+        "subprocess": emfile,
+        "leaked": 0,
+    }
 
 
 # -- 2. write storms against a peer that does not read ---------------------------------------
@@ -472,6 +548,53 @@ def test_close_with_full_write_buffer(
         assert len(got) < size and got == data[: len(got)]
 
 
+@pytest.mark.parametrize("then", ["peer_resets", "abort", "abort_in_pause_writing"])
+def test_flushing_close_interrupted(loop_factory: LoopFactory, then: str) -> None:
+    """close() is flushing a full buffer when the peer resets or abort() comes: lost once."""
+    size = 2 * 1024 * 1024
+    data = pattern(size)
+
+    class Proto(BigWriter):
+        def pause_writing(self) -> None:
+            if then == "abort_in_pause_writing":
+                assert self.transport is not None
+                self.transport.abort()
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[Any], Proto, bytes]:
+        contexts: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda loop, context: contexts.append(context))
+        transport, proto, peer = await tcp_pair(
+            loop, lambda: Proto(data, "close", False), sndbuf=4096, rcvbuf=4096
+        )
+        got = b""
+        with peer:
+            if then == "abort_in_pause_writing":
+                transport.write(data)  # pauses, which aborts
+                transport.close()
+            else:
+                proto.finish()
+            if then == "peer_resets":
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+                peer.close()
+            elif then == "abort":
+                transport.abort()
+            if then != "peer_resets":
+                got = await asyncio.wait_for(recv_all(loop, peer, 65536), TIMEOUT)
+            while not proto.lost:
+                await asyncio.sleep(0.001)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        return contexts, proto, got
+
+    contexts, proto, got = run_with_loop(loop_factory, main)
+    assert contexts == []  # a reset is no error worth the handler (asyncio logs it in debug)
+    if then == "peer_resets":
+        assert len(proto.lost) == 1 and isinstance(proto.lost[0], ConnectionError)
+    else:
+        assert proto.lost == [None]
+        assert len(got) < size and got == data[: len(got)]
+
+
 # -- 5. protocol methods and callbacks that raise --------------------------------------------
 
 
@@ -486,12 +609,15 @@ class Raiser(asyncio.Protocol):
         self.step = step
         self.lost: list[BaseException | None] = []
         self.made = asyncio.Event()
+        self.transport: asyncio.Transport | None = None
 
     def _maybe(self, step: str) -> None:
         if self.step == step:
             raise Boom(step)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
         self.made.set()
         self._maybe("connection_made")
 
@@ -511,6 +637,43 @@ class Raiser(asyncio.Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.lost.append(exc)
         self._maybe("connection_lost")
+
+
+class BufferedRaiser(Raiser, asyncio.BufferedProtocol):
+    """A BufferedProtocol raising from get_buffer or buffer_updated."""
+
+    def __init__(self, step: str) -> None:
+        super().__init__(step)
+        self.buffer = bytearray(1024)
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        self._maybe("get_buffer")
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._maybe("buffer_updated")
+
+
+async def server_pair(
+    loop: asyncio.AbstractEventLoop, factory: Callable[[], Raiser]
+) -> tuple[asyncio.Transport, Raiser, socket.socket, asyncio.Server]:
+    """A server's accepted transport, small buffers, and the raw client socket."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # inherited on accept
+    protocols: list[Raiser] = []
+
+    def make() -> Raiser:
+        protocols.append(factory())
+        return protocols[-1]
+
+    server = await loop.create_server(make, sock=lsock)
+    peer = socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    peer.setblocking(False)
+    await loop.sock_connect(peer, lsock.getsockname())
+    while not protocols or protocols[0].transport is None:
+        await asyncio.sleep(0.001)
+    return protocols[0].transport, protocols[0], peer, server
 
 
 def summarize(context: dict[str, Any]) -> tuple[str, list[str], str]:
@@ -539,47 +702,80 @@ PROTOCOL_STEPS = {
     "pause_writing": (("protocol.pause_writing() failed", FATAL, "Boom"), False, []),
     "resume_writing": (("protocol.resume_writing() failed", FATAL, "Boom"), False, []),
     "connection_lost": (("Exception in callback", CALLBACK, "Boom"), True, ["NoneType"]),
+    "get_buffer": (
+        ("Fatal error: protocol.get_buffer() call failed.", FATAL, "Boom"),
+        True,
+        ["Boom"],
+    ),
+    "buffer_updated": (
+        ("Fatal error: protocol.buffer_updated() call failed.", FATAL, "Boom"),
+        True,
+        ["Boom"],
+    ),
 }
 
 
+async def provoke(
+    loop: asyncio.AbstractEventLoop,
+    step: str,
+    transport: asyncio.Transport,
+    proto: Raiser,
+    peer: socket.socket,
+    contexts: list[dict[str, Any]],
+) -> bool:
+    """Make the protocol's ``step`` run; return whether the transport is closing after it."""
+    await proto.made.wait()
+    await asyncio.sleep(0)
+    if step in ("pause_writing", "resume_writing"):
+        transport.set_write_buffer_limits(high=8192)
+        transport.write(b"x" * 1_000_000)
+        await asyncio.wait_for(recv_exactly(loop, peer, 1_000_000), TIMEOUT)
+        while transport.get_write_buffer_size():
+            await asyncio.sleep(0)
+    elif step in ("data_received", "get_buffer", "buffer_updated"):
+        await loop.sock_sendall(peer, b"data")
+    elif step == "eof_received":
+        peer.shutdown(socket.SHUT_WR)
+    elif step == "connection_lost":
+        transport.close()
+    deadline = loop.time() + TIMEOUT
+    while not contexts and loop.time() < deadline:
+        await asyncio.sleep(0.001)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    closing = transport.is_closing()
+    if not closing:
+        transport.close()
+    while not proto.lost:
+        await asyncio.sleep(0.001)
+    return closing
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
 @pytest.mark.parametrize("step", sorted(PROTOCOL_STEPS))
-def test_protocol_method_raising(loop_factory: LoopFactory, step: str) -> None:
+def test_protocol_method_raising(loop_factory: LoopFactory, step: str, side: str) -> None:
     """The handler gets asyncio's context; the loop runs on; the transport as asyncio leaves it."""
     expected_context, closes, lost = PROTOCOL_STEPS[step]
+    kind = BufferedRaiser if step in ("get_buffer", "buffer_updated") else Raiser
 
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[Any], bool, list[str]]:
         contexts: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda loop, context: contexts.append(context))
-        transport, proto, peer = await tcp_pair(
-            loop, lambda: Raiser(step), sndbuf=4096, rcvbuf=4096
-        )
-        with peer:
-            await proto.made.wait()
-            await asyncio.sleep(0)
-            if step in ("pause_writing", "resume_writing"):
-                transport.set_write_buffer_limits(high=8192)
-                transport.write(b"x" * 1_000_000)
-                await asyncio.wait_for(recv_exactly(loop, peer, 1_000_000), TIMEOUT)
-                while transport.get_write_buffer_size():
-                    await asyncio.sleep(0)
-            elif step == "data_received":
-                await loop.sock_sendall(peer, b"data")
-            elif step == "eof_received":
-                peer.shutdown(socket.SHUT_WR)
-            elif step == "connection_lost":
-                transport.close()
-            deadline = loop.time() + TIMEOUT
-            while not contexts and loop.time() < deadline:
-                await asyncio.sleep(0.001)
-            for _ in range(5):
-                await asyncio.sleep(0)
-            closing = transport.is_closing()
-            if not closing:
-                transport.close()
-            while not proto.lost:
-                await asyncio.sleep(0.001)
-        # The loop keeps running: a later callback still runs.
-        ran = loop.create_future()
+        server = None
+        if side == "client":
+            transport, proto, peer = await tcp_pair(
+                loop, lambda: kind(step), sndbuf=4096, rcvbuf=4096
+            )
+        else:
+            transport, proto, peer, server = await server_pair(loop, lambda: kind(step))
+        try:
+            closing = await provoke(loop, step, transport, proto, peer, contexts)
+        finally:
+            peer.close()
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+        ran = loop.create_future()  # the loop keeps running: a later callback still runs
         loop.call_soon(ran.set_result, True)
         assert await ran
         return contexts, closing, [type(e).__name__ for e in proto.lost]
@@ -588,10 +784,7 @@ def test_protocol_method_raising(loop_factory: LoopFactory, step: str) -> None:
     assert [summarize(c) for c in contexts] == [expected_context]
     assert isinstance(contexts[0]["exception"], Boom)
     assert closing == closes
-    if lost:
-        assert lost_with == lost
-    else:
-        assert lost_with == ["NoneType"]  # closed by the test afterwards
+    assert lost_with == (lost or ["NoneType"])  # else closed by the test afterwards
 
 
 async def recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
@@ -609,7 +802,7 @@ def boom() -> None:
     raise Boom("callback")
 
 
-@pytest.mark.parametrize("kind", ["call_soon", "call_later", "add_reader"])
+@pytest.mark.parametrize("kind", ["call_soon", "call_later", "add_reader", "add_writer", "signal"])
 def test_callback_raising(loop_factory: LoopFactory, kind: str) -> None:
     """A raising callback: 'Exception in callback boom()' with its handle; the loop runs on."""
 
@@ -618,26 +811,66 @@ def test_callback_raising(loop_factory: LoopFactory, kind: str) -> None:
         loop.set_exception_handler(lambda loop, context: contexts.append(context))
         a, b = socket.socketpair()
         with a, b:
-            if kind == "call_soon":
-                loop.call_soon(boom)
-            elif kind == "call_later":
-                loop.call_later(0.001, boom)
-            else:
-                b.send(b"x")
-                loop.add_reader(a.fileno(), boom)
+            schedule(loop, kind, a, b)
             while not contexts:
                 await asyncio.sleep(0.001)
             if kind == "add_reader":
                 loop.remove_reader(a.fileno())
-        handle = contexts[0]["handle"]
-        return contexts, type(handle).__name__
+            elif kind == "add_writer":
+                loop.remove_writer(a.fileno())
+            elif kind == "signal":
+                loop.remove_signal_handler(signal.SIGUSR1)
+        ran = loop.create_future()
+        loop.call_soon(ran.set_result, type(contexts[0]["handle"]).__name__)
+        return contexts, await ran
 
     contexts, handle_type = run_with_loop(loop_factory, main)
-    summary = summarize(contexts[0])
-    assert summary == ("Exception in callback", CALLBACK, "Boom")
+    assert summarize(contexts[0]) == ("Exception in callback", CALLBACK, "Boom")
     assert contexts[0]["message"].startswith("Exception in callback boom()")
     assert handle_type == ("TimerHandle" if kind == "call_later" else "Handle")
-    if kind == "add_reader":
-        assert len(contexts) >= 1  # still readable: it may fire again until removed
+    if kind in ("add_reader", "add_writer"):
+        assert len(contexts) >= 1  # still ready: it may fire again until removed
     else:
         assert len(contexts) == 1
+
+
+def schedule(
+    loop: asyncio.AbstractEventLoop, kind: str, a: socket.socket, b: socket.socket
+) -> None:
+    """Have ``boom`` called back the ``kind`` way."""
+    if kind == "call_soon":
+        loop.call_soon(boom)
+    elif kind == "call_later":
+        loop.call_later(0.001, boom)
+    elif kind == "add_reader":
+        b.send(b"x")
+        loop.add_reader(a.fileno(), boom)
+    elif kind == "add_writer":
+        loop.add_writer(a.fileno(), boom)
+    else:
+        loop.add_signal_handler(signal.SIGUSR1, boom)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def test_exception_handler_raising(
+    loop_factory: LoopFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A raising handler: asyncio logs 'Unhandled error in exception handler'; the loop runs on."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        raise Boom("handler")
+
+    async def main(loop: asyncio.AbstractEventLoop) -> bool:
+        loop.set_exception_handler(handler)
+        loop.call_soon(boom)
+        ran = loop.create_future()
+        loop.call_soon(ran.set_result, True)
+        return await ran
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        assert run_with_loop(loop_factory, main)
+    (record,) = [r for r in caplog.records if "exception handler" in r.getMessage()]
+    assert record.name == "asyncio"
+    assert record.getMessage().startswith("Unhandled error in exception handler")
+    assert record.exc_info is not None and isinstance(record.exc_info[1], Boom)
+    assert "Exception in callback boom()" in record.getMessage()
