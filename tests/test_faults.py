@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -326,9 +327,10 @@ def test_transport_write_storm_loses_nothing(loop_factory: LoopFactory) -> None:
         transport, proto, peer = await tcp_pair(loop, Writer, sndbuf=4096, rcvbuf=4096)
         with peer:
             reader = loop.create_task(slow_reader(loop, peer, proto.paused, size))
-            for offset in range(0, size, chunk):
+            for i, offset in enumerate(range(0, size, chunk)):
                 transport.write(data[offset : offset + chunk])
-                if proto.paused.is_set():
+                # Writes while paused too: allowed, and they must not pause again.
+                if proto.paused.is_set() and i % 3 == 0:
                     await asyncio.wait_for(proto.resumed.wait(), TIMEOUT)
             transport.close()
             got = await asyncio.wait_for(reader, TIMEOUT)
@@ -372,15 +374,47 @@ def test_sock_sendall_storm_loses_nothing(loop_factory: LoopFactory) -> None:
 # -- 3. signals during every blocking call ---------------------------------------------------
 
 
+KILLER = r"""
+import os, sys, time
+pid = int(sys.argv[1])
+while True:
+    os.kill(pid, 10)  # SIGUSR1
+    time.sleep(0.0005)
+"""
+
+
 @pytest.fixture
 def signal_storm() -> Iterator[None]:
-    """Leave SIGALRM's handler and the interval timer as they were."""
-    old = signal.getsignal(signal.SIGALRM)
+    """Leave SIGALRM's and SIGUSR1's handlers and the interval timer as they were."""
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGALRM, signal.SIGUSR1)}
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+async def sendfile_round(loop: asyncio.AbstractEventLoop, data: bytes) -> bool:
+    """sock_sendfile a file's bytes through a socketpair, read with sock_recv_into."""
+    a, b = socket.socketpair()
+    with a, b, tempfile.TemporaryFile() as file:
+        file.write(data)
+        file.seek(0)
+        a.setblocking(False)
+        b.setblocking(False)
+
+        async def send() -> None:
+            await loop.sock_sendfile(a, file)
+            a.shutdown(socket.SHUT_WR)
+
+        sender = loop.create_task(send())
+        got = bytearray()
+        buf = bytearray(3000)
+        while n := await loop.sock_recv_into(b, buf):
+            got += buf[:n]
+        await sender
+        return got == data
 
 
 async def every_blocking_call(loop: asyncio.AbstractEventLoop) -> dict[str, object]:
@@ -406,6 +440,10 @@ async def every_blocking_call(loop: asyncio.AbstractEventLoop) -> dict[str, obje
             sender = loop.create_task(send())
             results["sock"] = await recv_all(loop, peer, 1000) == data
             await sender
+    results["sock_sendfile"] = await sendfile_round(loop, data)
+    results["getaddrinfo"] = await loop.getaddrinfo(
+        "127.0.0.1", 80, type=socket.SOCK_STREAM
+    ) == socket.getaddrinfo("127.0.0.1", 80, type=socket.SOCK_STREAM)
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while chunk := await reader.read(7000):
@@ -448,32 +486,47 @@ async def every_blocking_call(loop: asyncio.AbstractEventLoop) -> dict[str, obje
     return results
 
 
-@pytest.mark.parametrize("how", ["add_signal_handler", "signal.signal"])
+@pytest.mark.parametrize(
+    "how", ["add_signal_handler", "signal.signal", "from_process", "from_process_plain"]
+)
 def test_signal_storm_during_every_blocking_call(
     loop_factory: LoopFactory, how: str, signal_storm: None
 ) -> None:
-    """SIGALRM every ms: every operation completes with the right result, no data lost."""
+    """SIGALRM every ms, or SIGUSR1 sent in a loop by another process: every operation
+    completes with the right result, no data lost."""
     fired = [0]
 
     def count(*args: object) -> None:
         fired[0] += 1
 
     async def main(loop: asyncio.AbstractEventLoop) -> dict[str, object]:
-        if how == "add_signal_handler":
-            loop.add_signal_handler(signal.SIGALRM, count)
+        sig = signal.SIGUSR1 if how.startswith("from_process") else signal.SIGALRM
+        if how in ("add_signal_handler", "from_process"):
+            loop.add_signal_handler(sig, count)
         else:
-            signal.signal(signal.SIGALRM, count)
-        signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+            signal.signal(sig, count)
+        killer = None
+        if sig == signal.SIGALRM:
+            signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+        else:
+            killer = subprocess.Popen([sys.executable, "-c", KILLER, str(os.getpid())])
         try:
+            while not fired[0]:  # the storm is on before the first call
+                await asyncio.sleep(0.001)
             return await every_blocking_call(loop)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            if how == "add_signal_handler":
-                loop.remove_signal_handler(signal.SIGALRM)
+            if killer is not None:
+                killer.kill()
+                killer.wait()
+            if how in ("add_signal_handler", "from_process"):
+                loop.remove_signal_handler(sig)
 
     results = run_with_loop(loop_factory, main)
     assert results == {
         "sock": True,
+        "sock_sendfile": True,
+        "getaddrinfo": True,
         "stream": True,
         "subprocess": (True, 0),
         "sleep": True,
