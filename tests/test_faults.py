@@ -318,17 +318,35 @@ async def slow_reader(
     return await recv_all(loop, sock, 4096)
 
 
-def test_transport_write_storm_loses_nothing(loop_factory: LoopFactory) -> None:
+@pytest.mark.parametrize("method", ["write", "writelines"])
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_transport_write_storm_loses_nothing(
+    loop_factory: LoopFactory, family: str, method: str
+) -> None:
     """pause/resume alternate and balance; the peer gets every byte, in order."""
     size, chunk = 4 * 1024 * 1024, 60000
     data = pattern(size)
 
+    def write(transport: asyncio.Transport, piece: bytes) -> None:
+        if method == "write":
+            transport.write(piece)
+        else:  # several pieces at once: one sendmsg on aloop
+            third = len(piece) // 3
+            transport.writelines([piece[:third], memoryview(piece)[third:], b""])
+
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[list[str], bytes, Writer]:
-        transport, proto, peer = await tcp_pair(loop, Writer, sndbuf=4096, rcvbuf=4096)
+        if family == "tcp":
+            transport, proto, peer = await tcp_pair(loop, Writer, sndbuf=4096, rcvbuf=4096)
+        else:
+            sock, peer = socket.socketpair()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            peer.setblocking(False)
+            transport, proto = await loop.create_unix_connection(Writer, sock=sock)
         with peer:
             reader = loop.create_task(slow_reader(loop, peer, proto.paused, size))
             for i, offset in enumerate(range(0, size, chunk)):
-                transport.write(data[offset : offset + chunk])
+                write(transport, data[offset : offset + chunk])
                 # Writes while paused too: allowed, and they must not pause again.
                 if proto.paused.is_set() and i % 3 == 0:
                     await asyncio.wait_for(proto.resumed.wait(), TIMEOUT)
@@ -646,6 +664,52 @@ def test_flushing_close_interrupted(loop_factory: LoopFactory, then: str) -> Non
     else:
         assert proto.lost == [None]
         assert len(got) < size and got == data[: len(got)]
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_no_protocol_call_after_closing_in_data_received(
+    loop_factory: LoopFactory, how: str
+) -> None:
+    """Closed in its first data_received while the peer keeps sending: no more data or EOF."""
+
+    class Closer(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.calls.append("data_received")
+            assert self.transport is not None
+            self.transport.write(b"x" * 100_000)  # still buffered when closing
+            getattr(self.transport, how)()
+
+        def eof_received(self) -> bool | None:
+            self.calls.append("eof_received")
+            return None
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            self.calls.append(f"connection_lost({exc!r})")
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
+        _, proto, peer = await tcp_pair(loop, Closer, sndbuf=4096, rcvbuf=4096)
+        with peer:
+            sender = loop.create_task(loop.sock_sendall(peer, pattern(1_000_000)))
+            peer_got = await asyncio.wait_for(recv_all(loop, peer, 65536), TIMEOUT)
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+            while not any(c.startswith("connection_lost") for c in proto.calls):
+                await asyncio.sleep(0.001)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        # Closing with unread input resets the connection: the peer may miss the tail.
+        assert peer_got == b"x" * len(peer_got) and len(peer_got) <= 100_000
+        return proto.calls
+
+    assert run_with_loop(loop_factory, main) == ["data_received", "connection_lost(None)"]
 
 
 # -- 5. protocol methods and callbacks that raise --------------------------------------------
