@@ -26,11 +26,11 @@ TIMEOUT = 60.0
 class Repl:
     """A REPL process fed lines on stdin; ``expect`` waits for its stdout to show a marker."""
 
-    def __init__(self, *module: str) -> None:
+    def __init__(self, *argv: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PYTHONSTARTUP", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", *(module or ("aloop",))],
+            [sys.executable, *(argv or ("-m", "aloop"))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -140,6 +140,36 @@ def test_ctrl_c_stops_blocking_code(repl: Repl) -> None:
     assert "KeyboardInterrupt" in err
 
 
+# The Python-level SIGINT handler runs late when the signal came while the loop's
+# thread was between two checks (compiled code, or about to block in epoll): here,
+# as the loop picks up the first statement, before it begins.
+LATE_CTRL_C = """
+import signal, sys
+from aloop import repl
+start = repl._Session.start
+def start_after_a_late_ctrl_c(self, *args):
+    repl._Session.start = start
+    signal.raise_signal(signal.SIGINT)
+repl._Session.start = start_after_a_late_ctrl_c
+sys.exit(repl.run_repl())
+"""
+
+
+def test_ctrl_c_at_the_prompt_handled_as_a_statement_arrives() -> None:
+    # The Ctrl-C was for the idle prompt: the statement typed after it still runs.
+    session = Repl("-c", LATE_CTRL_C)
+    try:
+        session.send("print('first', 'statement')")
+        session.expect("first statement")
+        session.send("print('second', 'statement')")
+        session.expect("second statement")
+        status, _, err = session.finish()
+    finally:
+        session.kill()
+    assert status == 0, err
+    assert "KeyboardInterrupt" not in err
+
+
 def row(tree: list[str], name: str, state: str) -> bool:
     """Whether ``tree`` has a line for task ``name`` (indented as given) in ``state``."""
     return any(line.startswith(name + " ") and state in line for line in tree)
@@ -215,7 +245,7 @@ TRANSCRIPT = [
 def test_same_transcript_as_asyncio_repl() -> None:
     outputs = []
     for module in ("asyncio", "aloop"):
-        session = Repl(module)
+        session = Repl("-m", module)
         try:
             for line in TRANSCRIPT:
                 session.send(line)

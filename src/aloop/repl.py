@@ -65,8 +65,8 @@ class _Session:
         # One context for every statement: a ContextVar set on one line is
         # seen on the next, as in the asyncio REPL.
         self.context = contextvars.copy_context()
-        self.task: asyncio.Task[Any] | None = None
-        self.pending: concurrent.futures.Future[Any] | None = None
+        #: The console's last statement (set before the loop gets it).
+        self.submitted: _Statement | None = None
         self.interrupted = False
         #: Ctrl-Cs so far (counted on the loop's thread), and their count when
         #: the last statement started.
@@ -79,30 +79,39 @@ class _Session:
         self.announced = 0
         self.exit_code: object = 0
 
-    def start(
+    def submit(
         self,
         code: types.CodeType,
         globals_: dict[str, Any],
         future: concurrent.futures.Future[Any],
         after: int | None,
     ) -> None:
-        """Run one compiled statement (loop thread): directly, or as a task if it awaits.
+        """Hand one compiled statement to the loop (console thread)."""
+        statement = _Statement(code, globals_, future, after)
+        with self.lock:
+            self.in_statement = True
+            # Known before the loop gets it: a Ctrl-C handled as it arrives finds it.
+            self.submitted = statement
+        self.loop.call_soon_threadsafe(self.start, statement, context=self.context)
 
-        ``after``: None for an input's first statement; for the next ones (pyrepl
-        reads several at once), the Ctrl-C count when the one before started: a
-        Ctrl-C since then skips the rest of the input.
+    def start(self, statement: _Statement) -> None:
+        """Run one statement (loop thread): directly, or as a task if it awaits.
+
+        ``statement.after``: None for an input's first statement; for the next
+        ones (pyrepl reads several at once), the Ctrl-C count when the one before
+        started: a Ctrl-C since then skips the rest of the input.
         """
-        if future.done():  # Ctrl-C came before the loop got to it
+        future, after = statement.future, statement.after
+        if statement.begun or future.done():  # run already, or answered
             return
-        self.task = None
-        self.pending = future
+        statement.begun = True
         self.interrupted = after is not None and self.interrupts != after
         if self.interrupted:
             future.set_exception(KeyboardInterrupt())
             return
         self.started_at = self.interrupts
         try:
-            result = types.FunctionType(code, globals_)()
+            result = types.FunctionType(statement.code, statement.globals)()
         except KeyboardInterrupt as exc:
             self.interrupted = True
             self.interrupts += 1  # the rest of the input is skipped too
@@ -115,23 +124,48 @@ class _Session:
             future.set_result(result)
             return
         try:
-            task = self.loop.create_task(result, context=self.context)
+            statement.task = self.loop.create_task(result, context=self.context)
         except BaseException as exc:
             future.set_exception(exc)
             return
-        self.task = task
-        task.add_done_callback(lambda done: _settle(future, done))
+        statement.task.add_done_callback(lambda done: _settle(future, done))
 
     def interrupt(self) -> None:
-        """Ctrl-C reached the loop (main thread): cancel the statement running now."""
+        """Ctrl-C reached the loop (main thread): cancel the statement running now.
+
+        Python runs the SIGINT handler late when the signal came between two of
+        its checks (say as the loop went to block in epoll): then it raises as the
+        loop picks up the next statement, before it begins. That Ctrl-C was for
+        the idle prompt: the statement runs as if it came after.
+        """
         self.interrupted = True
         self.interrupts += 1
-        task, pending = self.task, self.pending
-        if task is not None and not task.done():
-            task.cancel()
-        elif task is None and pending is not None and not pending.done():
+        statement = self.submitted
+        if statement is None or statement.future.done():
+            return
+        task = statement.task
+        if not statement.begun:
+            self.loop.call_soon(self.start, statement, context=self.context)
+        elif task is None:
             # Raised outside the statement's own code: answer the console anyway.
-            pending.set_exception(KeyboardInterrupt())
+            statement.future.set_exception(KeyboardInterrupt())
+        elif not task.done():
+            task.cancel()
+        else:  # raised in the loop before the task's done callback ran
+            _settle(statement.future, task)
+
+
+@dataclasses.dataclass(eq=False)
+class _Statement:
+    """One statement on its way from the console thread to the loop."""
+
+    code: types.CodeType
+    globals: dict[str, Any]
+    future: concurrent.futures.Future[Any]
+    #: See ``_Session.start``.
+    after: int | None
+    begun: bool = False
+    task: asyncio.Task[Any] | None = None
 
 
 def _settle(future: concurrent.futures.Future[Any], task: asyncio.Task[Any]) -> None:
@@ -172,11 +206,7 @@ class AsyncConsole(code.InteractiveConsole):
         assert isinstance(self.locals, dict)
         after = None if self._first else session.started_at
         self._first = False
-        with session.lock:
-            session.in_statement = True
-        session.loop.call_soon_threadsafe(
-            session.start, code, self.locals, future, after, context=session.context
-        )
+        session.submit(code, self.locals, future, after)
         try:
             return future.result()
         except SystemExit as exc:
