@@ -224,6 +224,35 @@ async def attempt(coro):
         return [type(exc).__name__, exc.errno]
     return ["ok", repr(result)]
 
+async def spawn_with_free_fds(free):
+    # A subprocess with three pipes when only `free` fds are left: raise or run.
+    before = len(os.listdir("/proc/self/fd"))
+    fds = []
+    try:
+        while True:
+            fds.append(os.dup(0))
+    except OSError:
+        pass
+    for _ in range(free):
+        os.close(fds.pop())
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/true", stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as exc:
+        outcome = exc.errno
+    else:
+        outcome = "ok"
+    finally:
+        while fds:
+            os.close(fds.pop())
+    if outcome == "ok":
+        await asyncio.wait_for(proc.communicate(), 30)
+        outcome = proc.returncode
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+        children = f.read().split()
+    return [outcome, len(os.listdir("/proc/self/fd")) - before, children]
+
 async def main():
     loop = asyncio.get_running_loop()
     lsock = socket.create_server(("127.0.0.1", 0))
@@ -249,6 +278,7 @@ async def main():
     while fds:
         os.close(fds.pop())
     results["leaked"] = len(os.listdir("/proc/self/fd")) - before
+    results["subprocess_partial"] = [await spawn_with_free_fds(free) for free in range(10)]
     conn, _ = await loop.sock_accept(lsock)  # the queued connection is still there
     conn.close()
     client.close()
@@ -275,6 +305,13 @@ def test_operations_out_of_fds_raise_and_leak_nothing(loop_factory: LoopFactory)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     emfile = ["OSError", 24]
+    # EMFILE (24) until there are fds enough for the pipes, then the child runs (rc 0);
+    # never an fd or a child left behind.
+    partial = results.pop("subprocess_partial")
+    outcomes = [outcome for outcome, _, _ in partial]
+    assert outcomes[0] == 24 and outcomes[-1] == 0
+    assert outcomes == sorted(outcomes, reverse=True) and set(outcomes) == {24, 0}
+    assert [(leaked, children) for _, leaked, children in partial] == [(0, [])] * len(partial)
     assert results == {
         "sock_accept": emfile,
         "create_connection": emfile,
