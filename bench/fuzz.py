@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import heapq
 import selectors
 import socket
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -61,6 +62,7 @@ DELAYS = (0, 0.5, 1, 1.5, 3)  # few values, so that timers often tie
 N_FUTURES = 3
 N_LOCKS = 2
 N_EVENTS = 2
+VAR: contextvars.ContextVar[int] = contextvars.ContextVar("VAR", default=-1)
 
 
 # -- the stdlib loop on virtual time -------------------------------------------------
@@ -171,6 +173,8 @@ def _leaf_steps() -> st.SearchStrategy[Step]:
         st.tuples(st.just("sock_send"), st.sampled_from([1, 10, 70_000, 400_000])),
         st.tuples(st.just("sock_recv"), st.sampled_from([1, 16, 100_000])),
         st.tuples(st.just("soon_chain"), tags),
+        st.tuples(st.just("ctx_set"), tags),
+        st.tuples(st.just("agen"), st.integers(0, 3), st.integers(1, 3)),
         st.tuples(st.just("big_write"), st.sampled_from([100_000, 300_000])),
         st.tuples(st.just("write_eof")),
         st.tuples(st.just("soon_raise"), tags),
@@ -304,128 +308,192 @@ class Run:
             await self.step(who, step)
 
     async def step(self, who: str, step: Step) -> None:
-        kind = step[0]
-        loop = self.loop
-        if kind == "sleep":
-            await asyncio.sleep(step[1])
-        elif kind == "soon":
-            self.handles.append(loop.call_soon(self.note, f"cb{step[1]}", "soon"))
-        elif kind == "later":
-            self.handles.append(loop.call_later(step[1], self.note, f"cb{step[2]}", "later"))
-        elif kind == "at":
-            when = loop.time() + step[1]
-            self.handles.append(loop.call_at(when, self.note, f"cb{step[2]}", "at"))
-        elif kind == "cancel_handle":
-            if self.handles:
-                self.handles[step[1] % len(self.handles)].cancel()
-        elif kind == "cancel_task":
-            tasks = self.known()
-            if tasks:
-                task = tasks[step[1] % len(tasks)]
-                self.note(who, "cancel ->", task.get_name(), task.cancel(step[2]))
-        elif kind == "await_task":
-            # Only tasks created after this one: waits then never form a cycle
-            # (a TaskGroup's owner waits on its children, created after it).
-            later = self.known(after=int(who[1:]))
-            if later:
-                result = await later[step[1] % len(later)]
-                self.note(who, "awaited", result)
-        elif kind == "set_future":
-            fut = self.futures[step[1]]
-            if not fut.done():
-                fut.set_result(step[2])
-        elif kind == "fail_future":
-            fut = self.futures[step[1]]
-            if not fut.done():
-                fut.set_exception(KeyError(step[1]))
-        elif kind == "await_future":
-            self.note(who, "got", await self.futures[step[1]])
-        elif kind == "put":
-            await self.queue.put(step[1])
-        elif kind == "get":
-            self.note(who, "got", await self.queue.get())
-        elif kind == "lock":
-            async with self.locks[step[1]]:
-                await asyncio.sleep(step[2])
-        elif kind == "set_event":
-            self.events[step[1]].set()
-        elif kind == "wait_event":
-            await self.events[step[1]].wait()
-        elif kind == "raise":
-            raise ValueError(f"{who} raised {step[1]}")
-        elif kind == "write":
-            # A chunk of a running byte sequence: the reader checks the order.
-            data = bytes((self.written + i) % 251 for i in range(step[1]))
-            self.written += step[1]
-            self.writer.write(data)
-            await self.writer.drain()
-        elif kind == "big_write":
-            # Past the socket buffer: drain() waits for the reader (flow control).
-            data = bytes((self.written + i) % 251 for i in range(step[1]))
-            self.written += step[1]
-            self.writer.write(data)
-            await self.writer.drain()
-            self.note(who, "drained")
-        elif kind == "sock_send":
-            data = bytes((self.sent + i) % 251 for i in range(step[1]))
-            self.sent += step[1]
-            await loop.sock_sendall(self.raw[0], data)
-            self.note(who, "sent")
-        elif kind == "sock_recv":
-            data = await loop.sock_recv(self.raw[1], step[1])
-            self.note(who, "received", zlib.crc32(data), len(data))
-        elif kind == "soon_chain":
-            # A callback that schedules more: call_soon runs next iteration, after
-            # what was already ready; call_later(0) after the due timers.
-            def chain(tag: int = step[1]) -> None:
-                self.note(f"chain{tag}", "first")
-                loop.call_soon(self.note, f"chain{tag}", "soon")
-                loop.call_later(0, self.note, f"chain{tag}", "later0")
+        """Run one step: the method named after its kind, with its arguments."""
+        method: Callable[..., Any] = getattr(self, f"do_{step[0]}")
+        result = method(who, *step[1:])
+        if result is not None:
+            await result
 
-            self.handles.append(loop.call_soon(chain))
-        elif kind == "write_eof":
-            self.writer.write_eof()
-        elif kind == "soon_raise":
-            self.handles.append(loop.call_soon(_raise, f"callback {step[1]}"))
-        elif kind == "watch_future":
-            self.futures[step[1]].add_done_callback(lambda f: self.note(f"watch{step[1]}", "done"))
-        elif kind == "cancel_future":
-            self.note(who, "cancelled?", self.futures[step[1]].cancel(f"future {step[1]}"))
-        elif kind == "shield_future":
-            self.note(who, "got", await asyncio.shield(self.futures[step[1]]))
-        elif kind == "wait_first":
-            fut = self.futures[step[1]]
-            done, _ = await asyncio.wait([fut], timeout=step[2])
-            self.note(who, "waited", len(done))
-        elif kind == "read":
-            data = await self.peer_reader.readexactly(step[1])
-            self.note(who, "read", zlib.crc32(data), len(data))
-        elif kind == "spawn":
-            self.note(who, "spawned", self.spawn(step[1]).get_name())
-        elif kind == "timeout":
-            async with asyncio.timeout(step[1]):
-                await self.run_steps(who, step[2])
-        elif kind == "wait_for":
-            await asyncio.wait_for(self.run_steps(who, step[2]), step[1])
-        elif kind == "group":
-            async with asyncio.TaskGroup() as group:
-                for child in step[1]:
-                    index = len(self.tasks)
-                    self.tasks.append(None)
-                    name = f"t{index}"
-                    coro = self.body(name, child)
-                    try:
-                        self.tasks[index] = group.create_task(coro, name=name)
-                    except RuntimeError:  # the group is shutting down (3.12 leaves coro open)
-                        coro.close()
-                        raise
-        elif kind == "catch":
-            try:
-                await self.run_steps(who, step[1])
-            except Exception as exc:
-                self.note(who, "caught", describe(exc))
-        else:
-            raise AssertionError(f"unknown step {step!r}")
+    # Callbacks and handles (plain methods: the step does not yield).
+
+    def callback(self, tag: str, how: str) -> None:
+        """A scheduled callback: its tag and the context variable it runs with."""
+        self.note(tag, how, VAR.get())
+
+    def do_soon(self, who: str, tag: int) -> None:
+        self.handles.append(self.loop.call_soon(self.callback, f"cb{tag}", "soon"))
+
+    def do_later(self, who: str, delay: float, tag: int) -> None:
+        self.handles.append(self.loop.call_later(delay, self.callback, f"cb{tag}", "later"))
+
+    def do_at(self, who: str, delay: float, tag: int) -> None:
+        when = self.loop.time() + delay
+        self.handles.append(self.loop.call_at(when, self.callback, f"cb{tag}", "at"))
+
+    def do_cancel_handle(self, who: str, index: int) -> None:
+        if self.handles:
+            self.handles[index % len(self.handles)].cancel()
+
+    def do_soon_raise(self, who: str, tag: int) -> None:
+        self.handles.append(self.loop.call_soon(_raise, f"callback {tag}"))
+
+    def do_soon_chain(self, who: str, tag: int) -> None:
+        # A callback that schedules more: call_soon runs next iteration, after
+        # what was already ready; call_later(0) after the due timers.
+        def chain() -> None:
+            self.note(f"chain{tag}", "first")
+            self.loop.call_soon(self.note, f"chain{tag}", "soon")
+            self.loop.call_later(0, self.note, f"chain{tag}", "later0")
+
+        self.handles.append(self.loop.call_soon(chain))
+
+    def do_ctx_set(self, who: str, tag: int) -> None:
+        # Callbacks scheduled from here on run in a copy of this task's context.
+        VAR.set(tag)
+
+    # Tasks.
+
+    async def do_sleep(self, who: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+
+    def do_spawn(self, who: str, steps: list[Step]) -> None:
+        self.note(who, "spawned", self.spawn(steps).get_name())
+
+    def do_cancel_task(self, who: str, index: int, message: str | None) -> None:
+        tasks = self.known()
+        if tasks:
+            task = tasks[index % len(tasks)]
+            self.note(who, "cancel ->", task.get_name(), task.cancel(message))
+
+    async def do_await_task(self, who: str, index: int) -> None:
+        # Only tasks created after this one: waits then never form a cycle
+        # (a TaskGroup's owner waits on its children, created after it).
+        later = self.known(after=int(who[1:]))
+        if later:
+            self.note(who, "awaited", await later[index % len(later)])
+
+    def do_raise(self, who: str, tag: int) -> None:
+        raise ValueError(f"{who} raised {tag}")
+
+    async def do_timeout(self, who: str, delay: float, steps: list[Step]) -> None:
+        async with asyncio.timeout(delay):
+            await self.run_steps(who, steps)
+
+    async def do_wait_for(self, who: str, delay: float, steps: list[Step]) -> None:
+        await asyncio.wait_for(self.run_steps(who, steps), delay)
+
+    async def do_group(self, who: str, children: list[list[Step]]) -> None:
+        async with asyncio.TaskGroup() as group:
+            for child in children:
+                index = len(self.tasks)
+                self.tasks.append(None)
+                name = f"t{index}"
+                coro = self.body(name, child)
+                try:
+                    self.tasks[index] = group.create_task(coro, name=name)
+                except RuntimeError:  # the group is shutting down (3.12 leaves coro open)
+                    coro.close()
+                    raise
+
+    async def do_catch(self, who: str, steps: list[Step]) -> None:
+        try:
+            await self.run_steps(who, steps)
+        except Exception as exc:
+            self.note(who, "caught", describe(exc))
+
+    async def do_agen(self, who: str, items: int, taken: int) -> None:
+        # Leaving an async generator early: its finally runs through the loop's
+        # finalizer hook (aclose in a new task) once the generator is dropped.
+        async for item in self.numbers(who, items):
+            self.note(who, "item", item)
+            if item + 1 >= taken:
+                break
+
+    async def numbers(self, who: str, items: int) -> AsyncIterator[int]:
+        try:
+            for i in range(items):
+                await asyncio.sleep(0)
+                yield i
+        finally:
+            self.note(who, "agen finally", VAR.get())
+
+    # Futures, queue, locks, events.
+
+    def do_set_future(self, who: str, index: int, tag: int) -> None:
+        if not self.futures[index].done():
+            self.futures[index].set_result(tag)
+
+    def do_fail_future(self, who: str, index: int) -> None:
+        if not self.futures[index].done():
+            self.futures[index].set_exception(KeyError(index))
+
+    def do_cancel_future(self, who: str, index: int) -> None:
+        self.note(who, "cancelled?", self.futures[index].cancel(f"future {index}"))
+
+    def do_watch_future(self, who: str, index: int) -> None:
+        self.futures[index].add_done_callback(
+            lambda _: self.note(f"watch{index}", "done", VAR.get())
+        )
+
+    async def do_await_future(self, who: str, index: int) -> None:
+        self.note(who, "got", await self.futures[index])
+
+    async def do_shield_future(self, who: str, index: int) -> None:
+        self.note(who, "got", await asyncio.shield(self.futures[index]))
+
+    async def do_wait_first(self, who: str, index: int, delay: float) -> None:
+        done, _ = await asyncio.wait([self.futures[index]], timeout=delay)
+        self.note(who, "waited", len(done))
+
+    async def do_put(self, who: str, tag: int) -> None:
+        await self.queue.put(tag)
+
+    async def do_get(self, who: str) -> None:
+        self.note(who, "got", await self.queue.get())
+
+    async def do_lock(self, who: str, index: int, delay: float) -> None:
+        async with self.locks[index]:
+            await asyncio.sleep(delay)
+
+    def do_set_event(self, who: str, index: int) -> None:
+        self.events[index].set()
+
+    async def do_wait_event(self, who: str, index: int) -> None:
+        await self.events[index].wait()
+
+    # Streams and sockets.
+
+    async def do_write(self, who: str, size: int) -> None:
+        # A chunk of a running byte sequence: the reader's CRC checks the order.
+        self.writer.write(self.next_bytes(size))
+        await self.writer.drain()
+
+    async def do_big_write(self, who: str, size: int) -> None:
+        # Past the socket buffer: drain() waits for the reader (flow control).
+        await self.do_write(who, size)
+        self.note(who, "drained")
+
+    def do_write_eof(self, who: str) -> None:
+        self.writer.write_eof()
+
+    async def do_read(self, who: str, size: int) -> None:
+        data = await self.peer_reader.readexactly(size)
+        self.note(who, "read", zlib.crc32(data), len(data))
+
+    async def do_sock_send(self, who: str, size: int) -> None:
+        data = bytes((self.sent + i) % 251 for i in range(size))
+        self.sent += size
+        await self.loop.sock_sendall(self.raw[0], data)
+        self.note(who, "sent")
+
+    async def do_sock_recv(self, who: str, size: int) -> None:
+        data = await self.loop.sock_recv(self.raw[1], size)
+        self.note(who, "received", zlib.crc32(data), len(data))
+
+    def next_bytes(self, size: int) -> bytes:
+        data = bytes((self.written + i) % 251 for i in range(size))
+        self.written += size
+        return data
 
 
 def _raise(message: str) -> None:
