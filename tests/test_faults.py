@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import json
 import os
 import signal
@@ -421,12 +422,26 @@ async def slow_reader(
     return await recv_all(loop, sock, 4096)
 
 
+def asyncio_writelines_pauses() -> bool:
+    """Whether the stdlib's socket transport pauses its protocol in writelines.
+
+    3.12.1's own writelines (sendmsg) does not; 3.11's, inherited, calls write().
+    """
+    from asyncio import selector_events
+
+    writelines = vars(selector_events._SelectorSocketTransport).get("writelines")
+    return writelines is None or "_maybe_pause_protocol" in inspect.getsource(writelines)
+
+
 @pytest.mark.parametrize("method", ["write", "writelines"])
 @pytest.mark.parametrize("family", ["tcp", "unix"])
 def test_transport_write_storm_loses_nothing(
     loop_factory: LoopFactory, family: str, method: str
 ) -> None:
     """pause/resume alternate and balance; the peer gets every byte, in order."""
+    if method == "writelines" and loop_factory is asyncio.new_event_loop:
+        if not asyncio_writelines_pauses():
+            pytest.skip("this asyncio's writelines() never calls pause_writing (a CPython bug)")
     size, chunk = 4 * 1024 * 1024, 60000
     data = pattern(size)
 
