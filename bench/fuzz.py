@@ -174,6 +174,8 @@ def _leaf_steps() -> st.SearchStrategy[Step]:
         st.tuples(st.just("sock_recv"), st.sampled_from([1, 16, 100_000])),
         st.tuples(st.just("soon_chain"), tags),
         st.tuples(st.just("ctx_set"), tags),
+        st.tuples(st.just("soon_threadsafe"), tags),
+        st.tuples(st.just("later_cancel"), timer_delays, st.integers(0, 7)),
         st.tuples(st.just("agen"), st.integers(0, 3), st.integers(1, 3)),
         st.tuples(st.just("big_write"), st.sampled_from([100_000, 300_000])),
         st.tuples(st.just("write_eof")),
@@ -205,6 +207,8 @@ programs: st.SearchStrategy[list[Step]] = _steps(2)
 # Eager tasks (3.12+): the same programs with asyncio.eager_task_factory set.
 EAGER = sys.version_info >= (3, 12)
 eager_flags = st.booleans() if EAGER else st.just(False)
+# Debug mode: handle reprs say where they were created, contexts carry tracebacks.
+debug_flags = st.booleans()
 
 
 # -- the interpreter ----------------------------------------------------------------
@@ -227,7 +231,15 @@ class Run:
         # Slot reserved before the task is created: an eager task runs (and may
         # spawn) inside create_task, and must not take its parent's name.
         self.tasks: list[asyncio.Task[Any] | None] = []
-        self.errors: list[str] = []
+        self.errors: list[tuple[Any, ...]] = []
+
+    def on_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """What the exception handler is given: message, keys and exception."""
+        exc = context.get("exception")
+        # source_traceback is only there in debug mode (on both loops), and
+        # asyncio adds handle_traceback for a Handle created in debug mode.
+        keys = sorted(context)
+        self.errors.append((context.get("message"), keys, exc and describe(exc)))
 
     def note(self, who: str, *what: Any) -> None:
         self.trace.append((round(self.loop.time(), 6), who, *what))
@@ -236,7 +248,7 @@ class Run:
         loop = self.loop
         if eager:
             loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-        loop.set_exception_handler(lambda _loop, ctx: self.errors.append(str(ctx.get("message"))))
+        loop.set_exception_handler(self.on_error)
         self.futures = [loop.create_future() for _ in range(N_FUTURES)]
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=2)
         self.locks = [asyncio.Lock() for _ in range(N_LOCKS)]
@@ -323,6 +335,11 @@ class Run:
     def do_soon(self, who: str, tag: int) -> None:
         self.handles.append(self.loop.call_soon(self.callback, f"cb{tag}", "soon"))
 
+    def do_soon_threadsafe(self, who: str, tag: int) -> None:
+        # From the loop's own thread: FIFO with call_soon.
+        handle = self.loop.call_soon_threadsafe(self.callback, f"cb{tag}", "threadsafe")
+        self.handles.append(handle)
+
     def do_later(self, who: str, delay: float, tag: int) -> None:
         self.handles.append(self.loop.call_later(delay, self.callback, f"cb{tag}", "later"))
 
@@ -333,6 +350,15 @@ class Run:
     def do_cancel_handle(self, who: str, index: int) -> None:
         if self.handles:
             self.handles[index % len(self.handles)].cancel()
+
+    def do_later_cancel(self, who: str, delay: float, index: int) -> None:
+        # A timer cancelling another handle: at one instant, the other may be
+        # already collected as due; cancelled, it must not run.
+        def cancel() -> None:
+            self.note("canceller", "cancels", index % len(self.handles))
+            self.handles[index % len(self.handles)].cancel()
+
+        self.handles.append(self.loop.call_later(delay, cancel))
 
     def do_soon_raise(self, who: str, tag: int) -> None:
         self.handles.append(self.loop.call_soon(_raise, f"callback {tag}"))
@@ -519,9 +545,10 @@ async def _gather(tasks: set[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_on(name: str, program: list[Step], eager: bool = False) -> Trace:
-    """Run ``program`` on the loop called ``name`` (with eager tasks?); its trace."""
+def run_on(name: str, program: list[Step], eager: bool = False, debug: bool = False) -> Trace:
+    """Run ``program`` on the loop called ``name`` (eager tasks? debug?); its trace."""
     loop = LOOPS[name]()
+    loop.set_debug(debug)
     try:
         return loop.run_until_complete(Run(loop).main(program, eager))
     finally:
@@ -543,10 +570,10 @@ def first_difference(a: Trace, b: Trace) -> str:
     return f"lengths {len(a)} vs {len(b)}: tails {a[len(b) :]} / {b[len(a) :]}"
 
 
-def check(program: list[Step], eager: bool = False) -> None:
+def check(program: list[Step], eager: bool = False, debug: bool = False) -> None:
     """The same trace on both loops, or AssertionError saying where they part."""
-    expected = run_on("asyncio", program, eager)
-    got = run_on("aloop", program, eager)
+    expected = run_on("asyncio", program, eager, debug)
+    got = run_on("aloop", program, eager, debug)
     assert got == expected, first_difference(expected, got)
 
 
@@ -567,9 +594,9 @@ def main() -> int:
         suppress_health_check=list(HealthCheck),
         phases=[Phase.generate, Phase.shrink],
     )
-    @given(programs, eager_flags)
-    def fuzz(program: list[Step], eager: bool) -> None:
-        check(program, eager)
+    @given(programs, eager_flags, debug_flags)
+    def fuzz(program: list[Step], eager: bool, debug: bool) -> None:
+        check(program, eager, debug)
 
     started = time.perf_counter()
     print(

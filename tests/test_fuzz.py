@@ -29,11 +29,11 @@ FAST = settings(
 
 
 @FAST
-@given(fuzz.programs, fuzz.eager_flags)
+@given(fuzz.programs, fuzz.eager_flags, fuzz.debug_flags)
 def test_random_programs_trace_the_same_on_both_loops(
-    program: list[fuzz.Step], eager: bool
+    program: list[fuzz.Step], eager: bool, debug: bool
 ) -> None:
-    fuzz.check(program, eager)
+    fuzz.check(program, eager, debug)
 
 
 def test_timers_tied_at_one_instant_run_in_scheduling_order() -> None:
