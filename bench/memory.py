@@ -154,14 +154,21 @@ class Workloads:
         return done
 
 
-def measure(loop_name: str, kind: str, count: int, batch: int, leak: bool) -> dict[str, Any]:
+def traced() -> int | None:
+    return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
+
+
+def measure(
+    loop_name: str, kind: str, count: int, batch: int, leak: bool, trace: bool = True
+) -> dict[str, Any]:
     """One workload on a fresh loop: warm up, measure, return the figures."""
     import aloop
 
     factory: Callable[[], asyncio.AbstractEventLoop] = (
         aloop.new_event_loop if loop_name == "aloop" else asyncio.new_event_loop
     )
-    tracemalloc.start()
+    if trace:
+        tracemalloc.start()
     loop = factory()
     work = Workloads(loop, kind, leak)
 
@@ -170,14 +177,14 @@ def measure(loop_name: str, kind: str, count: int, batch: int, leak: bool) -> di
 
     try:
         run(work.start())
-        run(work.run(max(count // 10, 2 * batch), batch))  # warm-up
+        run(work.run(max(min(count // 10, 20_000), 2 * batch), batch))  # warm-up
         gc.collect()
-        rss0, traced0 = rss(), tracemalloc.get_traced_memory()[0]
+        rss0, traced0 = rss(), traced()
         t0 = time.perf_counter()
         ops = run(work.run(count, batch))
         seconds = time.perf_counter() - t0
         gc.collect()
-        rss1, traced1 = rss(), tracemalloc.get_traced_memory()[0]
+        rss1, traced1 = rss(), traced()
         run(work.stop())
     finally:
         loop.close()
@@ -193,7 +200,7 @@ def measure(loop_name: str, kind: str, count: int, batch: int, leak: bool) -> di
         "traced_before": traced0,
         "traced_after": traced1,
         "rss_per_op": (rss1 - rss0) / ops,
-        "traced_per_op": (traced1 - traced0) / ops,
+        "traced_per_op": None if traced0 is None or traced1 is None else (traced1 - traced0) / ops,
     }
 
 
@@ -209,10 +216,12 @@ def spawn(
     batch: int,
     leak: bool = False,
     env: dict[str, str] | None = None,
+    trace: bool = True,
 ) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter (this Python, this or ``env``'s environment)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", loop, kind, str(count)]
     cmd += ["--batch", str(batch)] + (["--leak"] if leak else [])
+    cmd += [] if trace else ["--no-trace"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=3600, env=env)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
@@ -220,12 +229,17 @@ def spawn(
 def row(r: dict[str, Any]) -> str:
     mb = 1024 * 1024
     per_m = 1_000_000
+    if r["traced_per_op"] is None:
+        traced = "  traced -"
+    else:
+        traced = (
+            f"  traced {r['traced_before'] / mb:6.2f} -> {r['traced_after'] / mb:6.2f} MiB"
+            f" ({r['traced_per_op'] * per_m / 1024:+9.1f} KiB/M)"
+        )
     return (
         f"{r['loop']:8} {r['kind']:6} {r['ops']:>9,} {r['seconds']:>8.1f}s"
         f" rss {r['rss_before'] / mb:7.1f} -> {r['rss_after'] / mb:7.1f} MiB"
-        f" ({r['rss_per_op'] * per_m / mb:+8.2f} MiB/M)"
-        f"  traced {r['traced_before'] / mb:6.2f} -> {r['traced_after'] / mb:6.2f} MiB"
-        f" ({r['traced_per_op'] * per_m / 1024:+9.1f} KiB/M)"
+        f" ({r['rss_per_op'] * per_m / mb:+8.2f} MiB/M)" + traced
     )
 
 
@@ -238,19 +252,22 @@ def main() -> None:
     p.add_argument("--batch", type=int, help="concurrent operations (default: per kind)")
     p.add_argument("--short", action="store_true", help="the test suite's sizes")
     p.add_argument("--leak", action="store_true", help="keep every transport/task (control)")
+    p.add_argument("--no-trace", action="store_true", help="RSS only: tracemalloc off (faster)")
     p.add_argument("--json", help="write every row to this file")
     args = p.parse_args()
     if args.worker:
         loop, kind, count = args.worker
         batch = args.batch or BATCH[kind]
-        print(json.dumps(measure(loop, kind, int(count), batch, args.leak)))
+        r = measure(loop, kind, int(count), batch, args.leak, not args.no_trace)
+        print(json.dumps(r))
         return
     sizes = SHORT if args.short else RECORD
     rows = []
     for kind in args.kinds.split(","):
         for loop in args.loops.split(","):
             count = args.count or sizes[kind]
-            r = spawn(loop, kind, count, args.batch or BATCH[kind], args.leak)
+            batch = args.batch or BATCH[kind]
+            r = spawn(loop, kind, count, batch, args.leak, trace=not args.no_trace)
             print(row(r), flush=True)
             rows.append(r)
     if args.json:
