@@ -25,9 +25,12 @@ from typing import Any
 import pytest
 from tests.conftest import LoopFactory, aloop_env, run_with_loop
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="Linux socket, rlimit and signal behaviour"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="Linux socket, rlimit and signal behaviour"
+    ),
+    pytest.mark.usefixtures("no_fd_leak"),
+]
 
 TIMEOUT = 60.0
 
@@ -553,6 +556,15 @@ async def sendfile_round(loop: asyncio.AbstractEventLoop, data: bytes) -> bool:
         return got == data
 
 
+async def child(i: int) -> tuple[int, int | None]:
+    """A shell that prints ``i`` and exits with ``i % 7``: what it said, and its status."""
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", f"echo {i}; exit {i % 7}", stdout=subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    return int(out), proc.returncode
+
+
 async def every_blocking_call(loop: asyncio.AbstractEventLoop) -> dict[str, object]:
     """Run each kind of blocking call once; return what each produced."""
     results: dict[str, object] = {}
@@ -615,6 +627,7 @@ async def every_blocking_call(loop: asyncio.AbstractEventLoop) -> dict[str, obje
     )
     out, _ = await proc.communicate(b"abc" * 10000)
     results["subprocess"] = (out == b"cba" * 10000, await proc.wait())
+    results["children"] = await asyncio.gather(*(child(i) for i in range(20)))
     start = time.monotonic()
     await asyncio.sleep(0.05)
     results["sleep"] = time.monotonic() - start >= 0.05
@@ -665,6 +678,7 @@ def test_signal_storm_during_every_blocking_call(
         "getaddrinfo": True,
         "stream": True,
         "subprocess": (True, 0),
+        "children": [(i, i % 7) for i in range(20)],
         "sleep": True,
         "executor": sum(range(100000)),
     }
