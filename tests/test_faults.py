@@ -172,7 +172,8 @@ def test_emfile_on_accept_pauses_then_serves_again(loop_factory: LoopFactory) ->
     """EMFILE on accept: logged once, accepting paused, the listening socket kept, served after."""
     name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
     proc = subprocess.Popen(
-        [sys.executable, "-c", EMFILE_SERVER, name],
+        args=[sys.executable, "-c", EMFILE_SERVER, name],
+        stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=aloop_env(),
@@ -261,7 +262,8 @@ def test_emfile_then_server_closed_during_the_pause(loop_factory: LoopFactory) -
     """A server closed while accepting is paused stays closed, and nothing more is reported."""
     name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
     proc = subprocess.run(
-        [sys.executable, "-c", EMFILE_THEN_CLOSE, name],
+        args=[sys.executable, "-c", EMFILE_THEN_CLOSE, name],
+        stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
         capture_output=True,
         env=aloop_env(),
         text=True,
@@ -366,7 +368,8 @@ def test_operations_out_of_fds_raise_and_leak_nothing(loop_factory: LoopFactory)
     """With no fd free, accept/connect/subprocess raise OSError(EMFILE) and leak no fd."""
     name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
     proc = subprocess.run(
-        [sys.executable, "-c", EMFILE_OPS, name],
+        args=[sys.executable, "-c", EMFILE_OPS, name],
+        stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
         capture_output=True,
         env=aloop_env(),
         text=True,
