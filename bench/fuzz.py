@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import contextvars
 import heapq
+import os
 import selectors
 import socket
 import sys
@@ -175,6 +176,7 @@ def _leaf_steps() -> st.SearchStrategy[Step]:
         st.tuples(st.just("soon_chain"), tags),
         st.tuples(st.just("ctx_set"), tags),
         st.tuples(st.just("soon_threadsafe"), tags),
+        st.tuples(st.just("connect"), tags),
         st.tuples(st.just("later_cancel"), timer_delays, st.integers(0, 7)),
         st.tuples(st.just("agen"), st.integers(0, 3), st.integers(1, 3)),
         st.tuples(st.just("big_write"), st.sampled_from([100_000, 300_000])),
@@ -262,6 +264,10 @@ class Run:
             sock.setblocking(False)
         self.sent = 0
         self.peer_reader = peer_reader
+        # A UNIX server (abstract name: nothing to clean up) for do_connect.
+        self.address = f"\0aloop-fuzz-{os.getpid()}-{id(self)}"
+        self.server = await asyncio.start_unix_server(self.serve, self.address)
+        self.clients = 0
         self.written = 0
         try:
             # The program runs as task t0 (others may cancel or await it); the
@@ -276,6 +282,8 @@ class Run:
                 writer.transport.abort()
             for sock in self.raw:
                 sock.close()
+            self.server.close()
+            await self.server.wait_closed()
             for writer in (self.writer, self.peer_writer):
                 try:
                     await writer.wait_closed()
@@ -515,6 +523,26 @@ class Run:
     async def do_sock_recv(self, who: str, size: int) -> None:
         data = await self.loop.sock_recv(self.raw[1], size)
         self.note(who, "received", zlib.crc32(data), len(data))
+
+    async def do_connect(self, who: str, tag: int) -> None:
+        # Each client says one line and reads the reply; the server handler
+        # (a task the loop's server creates) logs what it got.
+        reader, writer = await asyncio.open_unix_connection(self.address)
+        try:
+            writer.write(f"{who} {tag}\n".encode())
+            await writer.drain()
+            self.note(who, "reply", await reader.readline())
+        finally:
+            writer.close()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients += 1
+        line = await reader.readline()
+        self.note("server", "line", line)
+        writer.write(line.upper())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
 
     def next_bytes(self, size: int) -> bytes:
         data = bytes((self.written + i) % 251 for i in range(size))

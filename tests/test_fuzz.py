@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import fuzz  # noqa: E402
 
 FAST = settings(
-    max_examples=200,
+    max_examples=150,
     deadline=None,
     derandomize=True,  # the same programs on every run: CI is reproducible
     database=None,
