@@ -299,6 +299,9 @@ class Run:
         for i, fut in enumerate(self.futures):
             self.trace.append(("future", i, *outcome(fut)))
         self.trace.append(("handles", tuple(h.cancelled() for h in self.handles)))
+        # The driver, and whatever the program left unfinished (server handlers too).
+        left = sorted(t.get_name() for t in asyncio.all_tasks())
+        self.trace.append(("all_tasks", [n for n in left if not n.startswith("Task-")], len(left)))
         pending = [t for t in self.known() if not t.done()]
         for task in pending:
             task.cancel()
@@ -337,8 +340,8 @@ class Run:
     # Callbacks and handles (plain methods: the step does not yield).
 
     def callback(self, tag: str, how: str) -> None:
-        """A scheduled callback: its tag and the context variable it runs with."""
-        self.note(tag, how, VAR.get())
+        """A scheduled callback: its tag, its context variable, any current task."""
+        self.note(tag, how, VAR.get(), asyncio.current_task())
 
     def do_soon(self, who: str, tag: int) -> None:
         self.handles.append(self.loop.call_soon(self.callback, f"cb{tag}", "soon"))
