@@ -114,6 +114,7 @@ class ServerStats:
         self.benign = 0  # resets and the like from the aborting peers
         self.errors: list[str] = []
         self.leaked: list[object] = []
+        self.benign_kinds: dict[str, int] = {}  # the loop's reports of resets and the like
 
     def error(self, what: str) -> None:
         if len(self.errors) < 20:
@@ -245,8 +246,11 @@ async def serve_main(kinds: list[str], directory: Path) -> dict[str, Any]:
     stats = ServerStats()
 
     def on_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if isinstance(context.get("exception"), BENIGN):
+        exc = context.get("exception")
+        if isinstance(exc, BENIGN):
             stats.benign += 1
+            what = f"{context.get('message')}: {type(exc).__name__}"
+            stats.benign_kinds[what] = stats.benign_kinds.get(what, 0) + 1
         else:
             stats.error(
                 f"loop exception handler: {context.get('message')} {context.get('exception')!r}"
@@ -280,6 +284,7 @@ async def serve_main(kinds: list[str], directory: Path) -> dict[str, Any]:
         "active": stats.active,
         "pauses": stats.pauses,
         "benign": stats.benign,
+        "benign_kinds": stats.benign_kinds,
         "errors": stats.errors,
         "before": before,
         "after": after,
@@ -429,11 +434,13 @@ async def one_connection(
     scenario = "echo" if big else rng.choices(SCENARIOS, WEIGHTS)[0]
     if scenario == "half" and kind == "tls":
         scenario = "echo"  # TLS has no half-close
+    started = time.monotonic()
     try:
         reader, writer = await connect(kind, address, slow=scenario == "slow")
     except OSError as exc:
-        stats.error(f"connect {kind}: {exc!r}")
+        stats.error(f"connect {kind} ({time.monotonic() - started:.1f} s): {exc!r}")
         return
+    connected = time.monotonic()
     stats.conns += 1
     stats.scenarios[scenario] += 1
     try:
@@ -443,7 +450,10 @@ async def one_connection(
         stats.stuck += 1
         stats.error(f"{kind}/{scenario}: no progress for {IO_TIMEOUT} s")
     except (OSError, ssl.SSLError) as exc:
-        stats.error(f"{kind}/{scenario}: {exc!r}")
+        took = (
+            f"connected in {connected - started:.1f} s, failed {time.monotonic() - started:.1f} s"
+        )
+        stats.error(f"{kind}/{scenario} ({took}): {exc!r}")
     finally:
         writer.transport.abort()  # a no-op after a clean close; frees a stuck one
 
@@ -572,6 +582,7 @@ def merge(
         "server_bytes": served["bytes"],
         "server_pauses": served["pauses"],
         "server_errors": served["errors"],
+        "server_resets": served["benign_kinds"],
         "server_active": served["active"],
         "fds_leaked": after["fds"] - before["fds"],
         "tasks_leaked": after["tasks"] - before["tasks"],
@@ -631,12 +642,12 @@ ROWS = (
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    lines = [f"{'':20}" + "".join(f"{run['loop']:>16}" for run in runs)]
+    lines = [f"{'':20}" + "".join(f"{run['loop']:>24}" for run in runs)]
     for label, key in ROWS:
-        lines.append(f"{label:20}" + "".join(f"{run[key]:>16}" for run in runs))
+        lines.append(f"{label:20}" + "".join(f"{run[key]:>24}" for run in runs))
     lines.append(
         f"{'scenarios':20}"
-        + "".join(f"{'/'.join(str(v) for v in run['scenarios'].values()):>16}" for run in runs)
+        + "".join(f"{'/'.join(str(v) for v in run['scenarios'].values()):>24}" for run in runs)
     )
     return "\n".join(lines)
 
@@ -650,7 +661,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="load-generating processes")
     add("--seconds", type=float, default=5.0, help="how long connections are churned")
     add("--seed", type=int, default=1)
-    add("--rss-limit", type=float, default=256.0, help="allowed RSS growth, MiB")
+    add("--rss-limit", type=float, help="allowed RSS growth, MiB (128 + 0.25 per connection)")
     add("--json", help="write the figures here")
     add("--serve", metavar="LOOP", help=argparse.SUPPRESS)
     add("--dir", help=argparse.SUPPRESS)
@@ -670,6 +681,8 @@ def main(argv: list[str] | None = None) -> int:
     limit = raise_nofile()
     if args.conns + 100 > limit:
         raise SystemExit(f"--conns {args.conns} needs more fds than RLIMIT_NOFILE allows ({limit})")
+    if args.rss_limit is None:  # what buffers of that many connections may keep from the OS
+        args.rss_limit = 128 + args.conns / 4
     runs, status = [], 0
     for loop_name in args.loops.split(","):
         run = run_one(loop_name, args)
