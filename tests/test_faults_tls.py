@@ -512,6 +512,72 @@ def test_cancel_create_connection(loop_factory: LoopFactory) -> None:
     assert run(loop_factory, main)
 
 
+def test_cancel_tls_create_connection_mid_handshake(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> bytes:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            listener.setblocking(False)
+            connecting = await started(
+                loop,
+                loop.create_connection(
+                    Recorder, *listener.getsockname(), ssl=client_context(), server_hostname=""
+                ),
+            )
+            peer, _ = await asyncio.wait_for(loop.sock_accept(listener), DEADLINE)
+            with peer:
+                assert await asyncio.wait_for(loop.sock_recv(peer, 65536), DEADLINE)
+                await cancel(connecting)
+                # The loop's socket is closed: the silent peer sees EOF (no_fd_leak checks it).
+                return await asyncio.wait_for(loop.sock_recv(peer, 65536), DEADLINE)
+
+    assert run(loop_factory, main) == b""
+
+
+def test_cancel_sock_sendfile_to_a_non_reader(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[tuple[bool, bool], bool]:
+        data = pattern(32 * 1024 * 1024)
+        with tempfile.TemporaryFile() as f, tcp_pair() as (ours, peer):
+            f.write(data)
+            f.seek(0)
+            await cancel(await started(loop, loop.sock_sendfile(ours, f)))
+            watched = unwatched(loop, ours)
+            ours.close()
+            got = bytearray()
+            while chunk := await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), DEADLINE):
+                got += chunk
+            return watched, bytes(got) == data[: len(got)]
+
+    assert run(loop_factory, main) == ((False, False), True)
+
+
+def test_cancel_create_subprocess_leaves_no_child(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
+        before = children()
+        outcomes = []
+        for spins in range(6):
+            task = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    sys.executable, "-c", SLEEPER, stdin=asyncio.subprocess.PIPE
+                )
+            )
+            for _ in range(spins):
+                await asyncio.sleep(0)
+            task.cancel()
+            try:
+                proc = await asyncio.wait_for(task, DEADLINE)
+            except asyncio.CancelledError:
+                outcomes.append("cancelled")
+            else:  # it finished before the cancel: ours to end
+                proc.kill()
+                await proc.wait()
+                outcomes.append("ran")
+        await settle(loop)
+        # Every child is gone, zombies included (they are listed until reaped).
+        assert children() <= before, children() - before
+        return outcomes
+
+    assert "cancelled" in run(loop_factory, main)
+
+
 def test_cancel_start_tls_when_the_peer_never_answers(loop_factory: LoopFactory) -> None:
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[bool, int]:
         with tcp_pair() as (ours, _peer):
@@ -564,6 +630,15 @@ def test_cancel_getaddrinfo_right_after_it_starts(loop_factory: LoopFactory) -> 
 
 
 SLEEPER = "import sys; sys.stdin.read()"
+
+
+def children() -> set[int]:
+    """This process's child pids, running or zombie (Linux)."""
+    pids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            pids.update(int(pid) for pid in f.read().split())
+    return pids
 
 
 @pytest.mark.parametrize("call", ["wait", "communicate"])
