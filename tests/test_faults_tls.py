@@ -615,6 +615,45 @@ def test_cancel_sendfile_to_a_non_reader(loop_factory: LoopFactory) -> None:
     assert run(loop_factory, main) == (True, True)
 
 
+def test_cancel_sendfile_over_tls(loop_factory: LoopFactory) -> None:
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[bool, bool, bool]:
+        data = pattern(16 * 1024 * 1024)
+        readers: list[Recorder] = []
+
+        def server_factory() -> Recorder:
+            readers.append(Recorder())
+            return readers[-1]
+
+        server = await loop.create_server(server_factory, "127.0.0.1", 0, ssl=server_context())
+        try:
+            port = server.sockets[0].getsockname()[1]
+            transport, proto = await loop.create_connection(
+                Recorder, "127.0.0.1", port, ssl=client_context(), server_hostname=""
+            )
+            while not readers or readers[0].transport is None:
+                await asyncio.sleep(0)
+            reader = readers[0]
+            reader.transport.pause_reading()
+            with tempfile.TemporaryFile() as f:
+                f.write(data)
+                f.seek(0)
+                await cancel(await started(loop, loop.sendfile(transport, f)))
+            # The fallback's protocol swap is undone: ours gets the connection back.
+            restored = transport.get_protocol() is proto
+            transport.write(b"END")
+            transport.close()
+            reader.transport.resume_reading()
+            await asyncio.wait_for(reader.lost, DEADLINE)
+            await asyncio.wait_for(proto.lost, DEADLINE)
+            got = bytes(reader.data)
+            return restored, got.endswith(b"END"), got[:-3] == data[: len(got) - 3]
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    assert run(loop_factory, main) == (True, True, True)
+
+
 def test_cancel_getaddrinfo_right_after_it_starts(loop_factory: LoopFactory) -> None:
     async def main(loop: asyncio.AbstractEventLoop) -> bool:
         tasks = [asyncio.ensure_future(loop.getaddrinfo("localhost", 80)) for _ in range(20)]
