@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -748,7 +749,36 @@ def _run_on(loop_factory: LoopFactory, main: Callable[[], Any]) -> Any:
         loop.close()
 
 
-def test_fork_with_a_running_loop(loop_factory: LoopFactory) -> None:
+FORK_INNER = "ALOOP_TEST_FORK_INNER"
+
+
+def test_fork_with_a_running_loop(
+    loop_factory: LoopFactory, request: pytest.FixtureRequest
+) -> None:
+    if not os.environ.get(FORK_INNER):
+        # fork() in pytest's own process would copy the threads earlier tests
+        # left running (a lock held there deadlocks the child): fork from a
+        # fresh pytest process running only this test.
+        inner = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                f"{__file__}::{request.node.name}",
+            ],
+            env={**os.environ, FORK_INNER: "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert inner.returncode == 0, inner.stdout[-3000:] + inner.stderr[-3000:]
+        assert "1 passed" in inner.stdout
+        return
+
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, list[str]]:
         # What the parent has going at fork time: a signal handler, a reader, a child.
         parent_signal = loop.create_future()
