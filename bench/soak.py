@@ -661,7 +661,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--workers", type=int, default=2, help="load-generating processes")
     add("--seconds", type=float, default=5.0, help="how long connections are churned")
     add("--seed", type=int, default=1)
-    add("--rss-limit", type=float, help="allowed RSS growth, MiB (128 + 0.25 per connection)")
+    add("--rss-limit", type=float, help="allowed RSS growth, MiB (128 + 1 per connection)")
     add("--json", help="write the figures here")
     add("--serve", metavar="LOOP", help=argparse.SUPPRESS)
     add("--dir", help=argparse.SUPPRESS)
@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.conns + 100 > limit:
         raise SystemExit(f"--conns {args.conns} needs more fds than RLIMIT_NOFILE allows ({limit})")
     if args.rss_limit is None:  # what buffers of that many connections may keep from the OS
-        args.rss_limit = 128 + args.conns / 4
+        args.rss_limit = 128 + args.conns  # 1 MiB a connection, its largest message
     runs, status = [], 0
     for loop_name in args.loops.split(","):
         run = run_one(loop_name, args)
