@@ -40,7 +40,7 @@ class Recorder:
         self.order.setdefault(tid, []).append(i)
 
     def check(self, accepted: dict[int, int]) -> None:
-        """Every thread's first ``accepted[tid]`` calls ran once each, in order, and nothing else."""
+        """Each thread's first ``accepted[tid]`` calls ran once, in order; nothing else ran."""
         doubled = [k for k, n in self.seen.items() if n > 1]
         assert not doubled, f"callbacks run twice: {doubled[:5]}"
         for tid, n in accepted.items():
@@ -238,7 +238,7 @@ def test_run_coroutine_threadsafe_from_many_threads(loop_factory: LoopFactory) -
 
 
 def wait_until_asleep(tid: int) -> None:
-    """Spin until thread ``tid`` sleeps in epoll/poll/select (Linux's wchan); give up after a while."""
+    """Spin until thread ``tid`` sleeps in epoll/poll/select (its wchan); give up after a while."""
     for _ in range(20_000):
         with open(f"/proc/self/task/{tid}/wchan") as f:
             where = f.read()
