@@ -86,13 +86,42 @@ async def recv_all(loop: asyncio.AbstractEventLoop, sock: socket.socket, chunk: 
 
 # -- 1. out of fds on accept -------------------------------------------------------------
 
-EMFILE_SERVER = r"""
-import asyncio, json, os, resource, socket, sys, time
+# The child programs below start with this (a table of 128 fds) and end running main().
+EMFILE_PRELUDE = r"""
+import asyncio, json, os, resource, socket, subprocess, sys, time
 import aloop
 
 FACTORIES = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+"""
+EMFILE_RUN = """
+loop = FACTORIES[sys.argv[1]]()
+asyncio.set_event_loop(loop)
+loop.run_until_complete(main())
+loop.close()
+"""
+
+
+def loop_name(loop_factory: LoopFactory) -> str:
+    return "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
+
+
+def run_emfile_child(program: str, name: str) -> subprocess.CompletedProcess[str]:
+    """Run an EMFILE child program to its end on the loop called ``name``."""
+    return subprocess.run(
+        args=[sys.executable, "-c", program, name],
+        stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
+        capture_output=True,
+        env=aloop_env(),
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+EMFILE_SERVER = (
+    EMFILE_PRELUDE
+    + r"""
 
 class Echo(asyncio.Protocol):
     def connection_made(self, transport):
@@ -161,16 +190,14 @@ async def main():
     print(json.dumps(result), flush=True)
 
 contexts, served = [], []
-loop = FACTORIES[sys.argv[1]]()
-asyncio.set_event_loop(loop)
-loop.run_until_complete(main())
-loop.close()
 """
+    + EMFILE_RUN
+)
 
 
 def test_emfile_on_accept_pauses_then_serves_again(loop_factory: LoopFactory) -> None:
     """EMFILE on accept: logged once, accepting paused, the listening socket kept, served after."""
-    name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
+    name = loop_name(loop_factory)
     proc = subprocess.Popen(
         args=[sys.executable, "-c", EMFILE_SERVER, name],
         stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
@@ -214,13 +241,9 @@ def test_emfile_on_accept_pauses_then_serves_again(loop_factory: LoopFactory) ->
     assert result["paused_for"] >= 0.9
 
 
-EMFILE_THEN_CLOSE = r"""
-import asyncio, json, os, resource, socket, sys
-import aloop
-
-FACTORIES = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+EMFILE_THEN_CLOSE = (
+    EMFILE_PRELUDE
+    + r"""
 
 async def main():
     loop = asyncio.get_running_loop()
@@ -251,24 +274,15 @@ async def main():
     client.close()
     print(json.dumps(contexts), flush=True)
 
-loop = FACTORIES[sys.argv[1]]()
-asyncio.set_event_loop(loop)
-loop.run_until_complete(main())
-loop.close()
 """
+    + EMFILE_RUN
+)
 
 
 def test_emfile_then_server_closed_during_the_pause(loop_factory: LoopFactory) -> None:
     """A server closed while accepting is paused stays closed, and nothing more is reported."""
-    name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
-    proc = subprocess.run(
-        args=[sys.executable, "-c", EMFILE_THEN_CLOSE, name],
-        stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
-        capture_output=True,
-        env=aloop_env(),
-        text=True,
-        timeout=TIMEOUT,
-    )
+    name = loop_name(loop_factory)
+    proc = run_emfile_child(EMFILE_THEN_CLOSE, name)
     assert proc.returncode == 0, proc.stderr
     contexts = json.loads(proc.stdout.strip().splitlines()[-1])
     if name == "aloop":
@@ -281,13 +295,9 @@ def test_emfile_then_server_closed_during_the_pause(loop_factory: LoopFactory) -
         assert contexts[0] == "socket.accept() out of system resource"
 
 
-EMFILE_OPS = r"""
-import asyncio, json, os, resource, socket, subprocess, sys
-import aloop
-
-FACTORIES = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+EMFILE_OPS = (
+    EMFILE_PRELUDE
+    + r"""
 
 async def attempt(coro):
     try:
@@ -357,24 +367,15 @@ async def main():
     lsock.close()
     print(json.dumps(results), flush=True)
 
-loop = FACTORIES[sys.argv[1]]()
-asyncio.set_event_loop(loop)
-loop.run_until_complete(main())
-loop.close()
 """
+    + EMFILE_RUN
+)
 
 
 def test_operations_out_of_fds_raise_and_leak_nothing(loop_factory: LoopFactory) -> None:
     """With no fd free, accept/connect/subprocess raise OSError(EMFILE) and leak no fd."""
-    name = "aloop" if loop_factory.__module__.startswith("aloop") else "asyncio"
-    proc = subprocess.run(
-        args=[sys.executable, "-c", EMFILE_OPS, name],
-        stdin=subprocess.DEVNULL,  # the fd the child dups to fill its table
-        capture_output=True,
-        env=aloop_env(),
-        text=True,
-        timeout=TIMEOUT,
-    )
+    name = loop_name(loop_factory)
+    proc = run_emfile_child(EMFILE_OPS, name)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     emfile = ["OSError", 24]
