@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -194,25 +194,37 @@ def test_reset_during_start_tls(loop_factory: LoopFactory, server_side: bool) ->
     assert run(loop_factory, main) == ("ConnectionResetError", 0, True)
 
 
+@contextlib.asynccontextmanager
+async def tls_connection(
+    loop: asyncio.AbstractEventLoop,
+) -> AsyncIterator[tuple[asyncio.Transport, Recorder, Recorder]]:
+    """A TLS connection to a server on loopback: our transport and protocol, and the
+    server's protocol with reading paused (so what we write waits); the server closes after."""
+    peers: list[Recorder] = []
+
+    def server_factory() -> Recorder:
+        peers.append(Recorder())
+        return peers[-1]
+
+    server = await loop.create_server(server_factory, "127.0.0.1", 0, ssl=server_context())
+    try:
+        port = server.sockets[0].getsockname()[1]
+        transport, proto = await loop.create_connection(
+            Recorder, "127.0.0.1", port, ssl=client_context(), server_hostname=""
+        )
+        while not peers or peers[0].transport is None:
+            await asyncio.sleep(0)
+        peers[0].transport.pause_reading()
+        yield transport, proto, peers[0]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 def test_reset_during_tls_shutdown(loop_factory: LoopFactory) -> None:
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[int, int, bool]:
-        peers: list[Recorder] = []
-
-        def server_factory() -> Recorder:
-            peers.append(Recorder())
-            return peers[-1]
-
-        server = await loop.create_server(server_factory, "127.0.0.1", 0, ssl=server_context())
-        try:
-            port = server.sockets[0].getsockname()[1]
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_context(), server_hostname=""
-            )
-            while not peers or peers[0].transport is None:
-                await asyncio.sleep(0)
-            peer = peers[0]
-            # The peer stops reading, so our close_notify and the data before it wait.
-            peer.transport.pause_reading()
+        # The peer does not read, so our close_notify and the data before it wait.
+        async with tls_connection(loop) as (transport, proto, peer):
             transport.write(pattern(4 * 1024 * 1024))
             transport.close()
             # ... and then resets the connection under our shutdown.
@@ -224,9 +236,6 @@ def test_reset_during_tls_shutdown(loop_factory: LoopFactory) -> None:
             await asyncio.wait_for(peer.lost, DEADLINE)
             await settle(loop)
             return len(proto.lost_calls), len(peer.lost_calls), transport.is_closing()
-        finally:
-            server.close()
-            await server.wait_closed()
 
     assert run(loop_factory, main) == (1, 1, True)
 
@@ -619,22 +628,7 @@ def test_cancel_sendfile_to_a_non_reader(loop_factory: LoopFactory) -> None:
 def test_cancel_sendfile_over_tls(loop_factory: LoopFactory) -> None:
     async def main(loop: asyncio.AbstractEventLoop) -> tuple[bool, bool, bool]:
         data = pattern(16 * 1024 * 1024)
-        readers: list[Recorder] = []
-
-        def server_factory() -> Recorder:
-            readers.append(Recorder())
-            return readers[-1]
-
-        server = await loop.create_server(server_factory, "127.0.0.1", 0, ssl=server_context())
-        try:
-            port = server.sockets[0].getsockname()[1]
-            transport, proto = await loop.create_connection(
-                Recorder, "127.0.0.1", port, ssl=client_context(), server_hostname=""
-            )
-            while not readers or readers[0].transport is None:
-                await asyncio.sleep(0)
-            reader = readers[0]
-            reader.transport.pause_reading()
+        async with tls_connection(loop) as (transport, proto, reader):
             with tempfile.TemporaryFile() as f:
                 f.write(data)
                 f.seek(0)
@@ -648,9 +642,6 @@ def test_cancel_sendfile_over_tls(loop_factory: LoopFactory) -> None:
             await asyncio.wait_for(proto.lost, DEADLINE)
             got = bytes(reader.data)
             return restored, got.endswith(b"END"), got[:-3] == data[: len(got) - 3]
-        finally:
-            server.close()
-            await server.wait_closed()
 
     assert run(loop_factory, main) == (True, True, True)
 
