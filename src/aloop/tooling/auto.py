@@ -30,10 +30,7 @@ import threading
 import weakref
 from typing import Any
 
-__all__ = ["ENV_NAMES", "configure", "loop_closing", "loop_starting"]
-
-#: The variables ``Loop.run_forever`` looks for.
-ENV_NAMES = ("ALOOP_MONITOR", "ALOOP_TRACE", "ALOOP_OTEL")
+__all__ = ["OFF_WORDS", "configure", "is_on", "loop_closing", "loop_starting"]
 
 logger = logging.getLogger("aloop.tooling")
 
@@ -43,12 +40,20 @@ _traces_started = 0
 _atexit_registered = False
 
 
+#: The values that turn a switch variable off ("" turns ALOOP_MONITOR and ALOOP_OTEL off too).
+OFF_WORDS = frozenset({"0", "off", "no", "false"})
+
+
+def is_on(value: str) -> bool:
+    """Whether a switch variable's value turns it on."""
+    word = value.strip().lower()
+    return word != "" and word not in OFF_WORDS
+
+
 def _on(name: str) -> bool | None:
-    """A switch variable: None unset, else whether it is on (not "" or "0")."""
+    """A switch variable: None unset, else whether it is on."""
     value = os.environ.get(name)
-    if value is None:
-        return None
-    return value.strip().lower() not in ("", "0", "off", "no", "false")
+    return None if value is None else is_on(value)
 
 
 class _LoopTools:
@@ -108,14 +113,7 @@ def _monitor_free() -> bool:
 def configure(loop: Any, *, monitor: bool | None, trace: str | None) -> None:
     """Start ``aloop.run``'s tooling: its arguments, else the variables."""
     with _lock:
-        tools = _LoopTools()
-        _tools[loop] = tools
-        if monitor is None:
-            monitor = bool(_on("ALOOP_MONITOR")) and _monitor_free()
-        if trace is None and os.environ.get("ALOOP_TRACE"):
-            trace = _trace_path(os.environ["ALOOP_TRACE"])
-        _at_exit()
-        tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
+        _start(loop, monitor, trace)
 
 
 def loop_starting(loop: Any) -> None:
@@ -123,22 +121,29 @@ def loop_starting(loop: Any) -> None:
     with _lock:
         if loop in _tools:
             return
-        tools = _LoopTools()
-        _tools[loop] = tools
+        try:
+            _start(loop, None, None)
+        except Exception:
+            # A program must not fail because its observer could not start.
+            logger.exception("aloop: could not start the tooling the environment asks for")
+
+
+def _start(loop: Any, monitor: bool | None, trace: str | None) -> None:
+    """Under ``_lock`` (two loops starting at once must not both take the
+    monitor socket): the tooling asked for, a None argument meaning "as the
+    variable says"."""
+    tools = _LoopTools()
+    _tools[loop] = tools
+    if monitor is None:
         monitor = bool(_on("ALOOP_MONITOR"))
         if monitor and not _monitor_free():
             logger.debug("ALOOP_MONITOR: %r not monitored, another loop has the monitor", loop)
             monitor = False
+    if trace is None:
         template = os.environ.get("ALOOP_TRACE")
         trace = _trace_path(template) if template else None
-        _at_exit()
-        try:
-            # Under the lock: two loops starting at once must not both take
-            # the monitor socket.
-            tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
-        except Exception:
-            # A program must not fail because its observer could not start.
-            logger.exception("aloop: could not start the tooling the environment asks for")
+    _at_exit()
+    tools.start(loop, monitor, trace, bool(_on("ALOOP_OTEL")))
 
 
 def loop_closing(loop: Any) -> None:

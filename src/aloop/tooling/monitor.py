@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any
 
+from aloop.tooling.auto import OFF_WORDS, is_on
 from aloop.tooling.stats import LoopStats
 from aloop.tooling.tasks import snapshot, track, tracker_of, untrack
 from aloop.tooling.trace import Trace
@@ -64,7 +65,7 @@ def watchdog_setting() -> tuple[float, bool]:
     value = os.environ.get("ALOOP_WATCHDOG", "").strip().lower()
     if value in ("", "1", "on", "yes", "true"):
         return 0.1, True
-    if value in ("0", "off", "no", "false"):
+    if value in OFF_WORDS:
         return 0.1, False
     try:
         threshold = float(value)
@@ -403,7 +404,7 @@ def diagnose(pid: int, path: str) -> str:
         )
     env = _environ(pid)
     setting = env.get("ALOOP_MONITOR") if env is not None else None
-    if setting is not None and setting.strip() not in ("", "0"):
+    if setting is not None and is_on(setting):
         return (
             f"{who} has ALOOP_MONITOR={setting} but serves no monitor ({path}): "
             "no aloop event loop is running in it now. It has not started one yet, "
