@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "(and opentelemetry-sdk, or another SDK, to export the metrics)"
     ) from exc
 
-from aloop.tooling.stats import LoopStats, tasks_alive
+from aloop.tooling.stats import LoopStats, busy_fraction, tasks_alive
 
 __all__ = ["LoopMetrics", "instrument"]
 
@@ -108,8 +108,7 @@ class LoopMetrics:
         snap = self.stats.snapshot()
         busy, idle = snap.busy - self._last[0], snap.idle - self._last[1]
         self._last = (snap.busy, snap.idle)
-        total = busy + idle
-        return min(max(busy / total, 0.0), 1.0) if total > 0 else 0.0
+        return busy_fraction(busy, idle)
 
 
 class _Registry:

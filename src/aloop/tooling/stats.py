@@ -15,7 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LoopStats", "StatsSnapshot", "tasks_alive"]
+__all__ = ["LoopStats", "StatsSnapshot", "busy_fraction", "tasks_alive"]
 
 # loop -> how many open LoopStats time its polls (the last one turns timing off).
 _users: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
@@ -34,8 +34,13 @@ class StatsSnapshot:
     @property
     def utilisation(self) -> float:
         """Share of the time spent running rather than waiting for I/O or timers."""
-        total = self.busy + self.idle
-        return self.busy / total if total else 0.0
+        return busy_fraction(self.busy, self.idle)
+
+
+def busy_fraction(busy: float, idle: float) -> float:
+    """``busy / (busy + idle)`` within 0..1 (0 when no time passed)."""
+    total = busy + idle
+    return min(max(busy / total, 0.0), 1.0) if total > 0 else 0.0
 
 
 def tasks_alive(loop: Any) -> int:
@@ -79,7 +84,7 @@ class LoopStats:
         if started and loop._polling:
             # A wait in progress is idle time already, though not yet added
             # (a program whose tasks all sleep sits in one long poll).
-            idle += max(now - max(started, getattr(self, "_wall", started)), 0.0)
+            idle += max(now - max(started, self._wall), 0.0)
         return (loop._iterations, loop._handles_run, loop._polls, loop._io_events, idle)
 
     def snapshot(self) -> StatsSnapshot:

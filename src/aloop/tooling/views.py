@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from aloop.tooling.stats import busy_fraction
+
 __all__ = ["busy_share", "tasks_table", "tasks_tree"]
 
 
@@ -15,8 +17,7 @@ def busy_share(reply: dict[str, Any], previous: dict[str, Any] | None = None) ->
     if previous is not None:
         busy -= previous["stats"]["busy"]
         idle -= previous["stats"]["idle"]
-    total = busy + idle
-    return min(max(busy / total, 0.0), 1.0) if total > 0 else 0.0
+    return busy_fraction(busy, idle)
 
 
 def tasks_table(reply: dict[str, Any], previous: dict[str, Any] | None = None) -> Any:
