@@ -23,6 +23,7 @@ from aloop.tooling.tasks import (
     TaskTracker,
     format_tree,
     track,
+    tree_order,
     untrack,
 )
 
@@ -45,7 +46,7 @@ class Snapshot(list[TaskInfo]):
     def _repr_html_(self) -> str:
         """The task tree as an HTML table, each task indented under its parent."""
         head = "".join(f"<th>{title}</th>" for title in _COLUMNS)
-        body = "".join(_html_row(row, depth) for row, depth in _tree_order(self))
+        body = "".join(_html_row(row, depth) for row, depth in tree_order(self))
         return (
             f'<table class="aloop-tasks"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>"
@@ -60,21 +61,6 @@ def snapshot(loop: Any = None, *, include_done: bool = False) -> Snapshot:
     if loop is None:
         loop = asyncio.get_running_loop()
     return Snapshot(_tasks.snapshot(loop, include_done=include_done))
-
-
-def _tree_order(rows: list[TaskInfo]) -> list[tuple[TaskInfo, int]]:
-    """The rows depth first under their parents (as ``format_tree``), with their depth."""
-    names = {row.name for row in rows}
-    kids: dict[str | None, list[TaskInfo]] = {}
-    for row in rows:
-        kids.setdefault(row.parent if row.parent in names else None, []).append(row)
-    out: list[tuple[TaskInfo, int]] = []
-    stack = [(row, 0) for row in reversed(kids.get(None, []))]
-    while stack:
-        row, depth = stack.pop()
-        out.append((row, depth))
-        stack.extend((kid, depth + 1) for kid in reversed(kids.pop(row.name, [])))
-    return out
 
 
 def _html_row(row: TaskInfo, depth: int) -> str:

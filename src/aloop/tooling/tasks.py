@@ -38,6 +38,7 @@ __all__ = [
     "format_tree",
     "snapshot",
     "track",
+    "tree_order",
     "untrack",
 ]
 
@@ -448,22 +449,27 @@ def _ended_row(rec: TaskRecord, now: float) -> TaskInfo:
     )
 
 
-def format_tree(rows: list[TaskInfo]) -> str:
-    """The tasks as a tree under their parents, one line each."""
-    by_name = {row.name: row for row in rows}
+def tree_order(rows: list[TaskInfo]) -> list[tuple[TaskInfo, int]]:
+    """The rows depth first, each under its parent (a row whose parent is not
+    among them is a root), with its depth."""
+    names = {row.name for row in rows}
     kids: dict[str | None, list[TaskInfo]] = {}
     for row in rows:
-        parent = row.parent if row.parent in by_name else None
-        kids.setdefault(parent, []).append(row)
-    lines: list[str] = []
+        kids.setdefault(row.parent if row.parent in names else None, []).append(row)
+    out: list[tuple[TaskInfo, int]] = []
+    stack = [(row, 0) for row in reversed(kids.get(None, []))]
+    while stack:
+        row, depth = stack.pop()
+        out.append((row, depth))
+        stack.extend((kid, depth + 1) for kid in reversed(kids.pop(row.name, [])))
+    return out
 
-    def emit(row: TaskInfo, depth: int) -> None:
+
+def format_tree(rows: list[TaskInfo]) -> str:
+    """The tasks as a tree under their parents, one line each."""
+    lines: list[str] = []
+    for row, depth in tree_order(rows):
         detail = f"{row.state}, awaits {row.awaiting}" if row.state == WAITING else row.state
         named = f"{row.name} {row.coro}" if row.coro else row.name
         lines.append(f"{'  ' * depth}{named} [{detail}] steps={row.steps}")
-        for child in kids.get(row.name, []):
-            emit(child, depth + 1)
-
-    for root in kids.get(None, []):
-        emit(root, 0)
     return "\n".join(lines)
