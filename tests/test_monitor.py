@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -134,15 +135,27 @@ def test_gone_process_is_a_clear_error(command: str) -> None:
     assert "Traceback" not in result.stderr
 
 
-def _idle_process(env: dict[str, str]) -> subprocess.Popen[str]:
-    """A process of ours with no aloop loop, running until its stdin closes."""
-    return subprocess.Popen(
+@contextlib.contextmanager
+def _idle_process(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A process of ours with no aloop loop (ALOOP_MONITOR as ``env`` says), up
+    and waiting on its stdin; killed and reaped after."""
+    base = {key: value for key, value in os.environ.items() if key != "ALOOP_MONITOR"}
+    proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, **env},
+        env={**base, **env},
     )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(30)
+        for stream in (proc.stdin, proc.stdout):
+            assert stream is not None
+            stream.close()
 
 
 def _stale_socket(path: str) -> None:
@@ -155,23 +168,8 @@ def _stale_socket(path: str) -> None:
 @pytest.mark.parametrize("setting", [None, "0", "1"])
 def test_live_process_without_monitor_says_what_to_do(setting: str | None) -> None:
     env = {"ALOOP_MONITOR": setting} if setting is not None else {}
-    base = {key: value for key, value in os.environ.items() if key != "ALOOP_MONITOR"}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; print('up', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**base, **env},
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
+    with _idle_process(env) as proc:
         result = cli("ps", str(proc.pid), check=False)
-    finally:
-        proc.kill()
-        proc.wait(30)
-        for stream in (proc.stdin, proc.stdout):
-            assert stream is not None
-            stream.close()
     assert result.returncode == 1
     message = result.stderr
     assert f"process {proc.pid} (" in message
@@ -202,45 +200,33 @@ def test_stale_socket_of_a_gone_process_is_removed() -> None:
 
 
 def test_stale_socket_of_a_live_process_is_removed() -> None:
-    proc = _idle_process({})
-    path = socket_path(proc.pid)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
-        _stale_socket(path)
-        result = cli("pstree", str(proc.pid), check=False)
-    finally:
-        proc.kill()
-        proc.wait(30)
-        for stream in (proc.stdin, proc.stdout):
-            assert stream is not None
-            stream.close()
-        if os.path.exists(path):
-            os.unlink(path)
-            pytest.fail("the stale socket was not removed")
+    with _idle_process({}) as proc:
+        path = socket_path(proc.pid)
+        try:
+            _stale_socket(path)
+            result = cli("pstree", str(proc.pid), check=False)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+                pytest.fail("the stale socket was not removed")
     assert result.returncode == 1
     assert f"nothing listens on {path}: the socket is stale" in result.stderr
     assert "removed it" in result.stderr
 
 
 def test_monitor_that_never_answers_is_a_clear_error() -> None:
-    proc = _idle_process({})
-    path = socket_path(proc.pid)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
-            mute.bind(path)
-            mute.listen(1)  # accepts connections (backlog), never answers
-            with pytest.raises(MonitorUnavailable, match=r"did not answer within 0\.2 s"):
-                request(proc.pid, {"cmd": "ps"}, timeout=0.2)
-    finally:
-        proc.kill()
-        proc.wait(30)
-        for stream in (proc.stdin, proc.stdout):
-            assert stream is not None
-            stream.close()
-        if os.path.exists(path):
-            os.unlink(path)
+    with _idle_process({}) as proc:
+        path = socket_path(proc.pid)
+        try:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+                mute.bind(path)
+                mute.listen(1)  # accepts connections (backlog), never answers
+                with pytest.raises(MonitorUnavailable, match=r"did not answer within 0\.2 s"):
+                    request(proc.pid, {"cmd": "ps"}, timeout=0.2)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
 
 
 @pytest.mark.parametrize("how", ["asyncio.run", "Loop", "run"])
