@@ -94,6 +94,20 @@ import aloop
 FACTORIES = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+
+def fill_fds():
+    # Take every free fd (dups of stdin); return them.
+    fds = []
+    try:
+        while True:
+            fds.append(os.dup(0))
+    except OSError as exc:
+        assert exc.errno == 24, exc
+    return fds
+
+def free_fds(fds):
+    while fds:
+        os.close(fds.pop())
 """
 EMFILE_RUN = """
 loop = FACTORIES[sys.argv[1]]()
@@ -167,14 +181,9 @@ async def main():
             # Free the fds a little later: the server must serve again once it retries.
             loop.call_later(0.1, free)
     def free():
-        while fds:
-            os.close(fds.pop())
+        free_fds(fds)
     loop.set_exception_handler(handler)
-    try:
-        while True:
-            fds.append(os.dup(0))
-    except OSError as exc:
-        assert exc.errno == 24, exc
+    fds.extend(fill_fds())
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.wait_for(done, 30)
     result = {
@@ -256,15 +265,9 @@ async def main():
     loop.set_exception_handler(handler)
     server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
     client = socket.create_connection(server.sockets[0].getsockname())
-    fds = []
-    try:
-        while True:
-            fds.append(os.dup(0))
-    except OSError:
-        pass
+    fds = fill_fds()
     await asyncio.wait_for(reported, 30)
-    while fds:
-        os.close(fds.pop())
+    free_fds(fds)
     server.close()
     await asyncio.wait_for(server.wait_closed(), 30)
     # Past the retry (ACCEPT_RETRY_DELAY, 1 s): it must find the server closed.
@@ -309,12 +312,7 @@ async def attempt(coro):
 async def spawn_with_free_fds(free):
     # A subprocess with three pipes when only `free` fds are left: raise or run.
     before = len(os.listdir("/proc/self/fd"))
-    fds = []
-    try:
-        while True:
-            fds.append(os.dup(0))
-    except OSError:
-        pass
+    fds = fill_fds()
     for _ in range(free):
         os.close(fds.pop())
     try:
@@ -326,8 +324,7 @@ async def spawn_with_free_fds(free):
     else:
         outcome = "ok"
     finally:
-        while fds:
-            os.close(fds.pop())
+        free_fds(fds)
     if outcome == "ok":
         await asyncio.wait_for(proc.communicate(), 30)
         outcome = proc.returncode
@@ -341,12 +338,7 @@ async def main():
     lsock.setblocking(False)
     client = socket.create_connection(lsock.getsockname())  # waits in the backlog
     before = len(os.listdir("/proc/self/fd"))
-    fds = []
-    try:
-        while True:
-            fds.append(os.dup(0))
-    except OSError:
-        pass
+    fds = fill_fds()
     results = {
         "sock_accept": await attempt(loop.sock_accept(lsock)),
         "create_connection": await attempt(
@@ -357,8 +349,7 @@ async def main():
             asyncio.create_subprocess_exec(sys.executable, "-c", "", stdout=subprocess.PIPE)
         ),
     }
-    while fds:
-        os.close(fds.pop())
+    free_fds(fds)
     results["leaked"] = len(os.listdir("/proc/self/fd")) - before
     results["subprocess_partial"] = [await spawn_with_free_fds(free) for free in range(10)]
     conn, _ = await loop.sock_accept(lsock)  # the queued connection is still there
