@@ -387,12 +387,22 @@ def run_without(index: int, directory: str) -> None:
             (f.filename.replace(os.sep, "/"), f.name)
             for f in traceback.extract_tb(exc.__traceback__)
         ]
-        ours = [frame for frame in frames if "/aloop/" in frame[0]]
+        ours = [frame for frame in frames if _in_aloop(frame[0])]
         if ours:
             report["where"] = ours[-1]
     finally:
         _GATE.set()
     print(json.dumps(report))
+
+
+_PACKAGE = Path(aloop.__file__).parent
+
+
+def _in_aloop(filename: str) -> bool:
+    """Whether a frame's file is one of the aloop package's modules (by what
+    follows its last "/aloop/": the checkout itself may be called aloop)."""
+    _, found, inside = filename.rpartition("/aloop/")
+    return bool(found) and (_PACKAGE / inside).is_file()
 
 
 CHILD = (
