@@ -1,6 +1,6 @@
 """pytest plugin for aloop: run async tests on aloop, on real time or, when asked, virtual time.
 
-One test asks with the marker::
+One test asks with the marker:
 
     @pytest.mark.aloop(virtual_time=True)
     async def test_retry_gives_up_after_an_hour(aloop_clock):

@@ -1,9 +1,9 @@
 """See every task of an aloop loop: state, parent, children, what it awaits, where.
 
-tracker = aloop.inspect.track(loop)        # before the tasks of interest start
-rows = aloop.inspect.snapshot(loop)        # a Snapshot: list of TaskInfo
-print(aloop.inspect.format_tree(rows))
-aloop.inspect.untrack(loop)                # hooks off again
+    tracker = aloop.inspect.track(loop)        # before the tasks of interest start
+    rows = aloop.inspect.snapshot(loop)        # a Snapshot: list of TaskInfo
+    print(aloop.inspect.format_tree(rows))
+    aloop.inspect.untrack(loop)                # hooks off again
 
 In a notebook, ``aloop.inspect.snapshot()`` (the running loop's tasks) as a
 cell's last expression renders as the task tree (``Snapshot._repr_html_``).

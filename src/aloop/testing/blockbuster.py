@@ -1,11 +1,11 @@
 """blockbuster allowances for aloop: the loop's own legitimately blocking calls.
 
-`blockbuster <https://github.com/cbornet/blockbuster>`_ patches blocking
+blockbuster (https://github.com/cbornet/blockbuster) patches blocking
 functions and raises ``BlockingError`` when one is called on a thread running
 an event loop, unless a frame on the stack matches an allowance (a file-name
 suffix and function names). It carries allowances for asyncio's own loop
 (``asyncio/base_events.py`` ``subprocess_exec``, ...); aloop makes the same
-calls from its own files, so ``allow(bb)`` adds those::
+calls from its own files, so ``allow(bb)`` adds those:
 
     from blockbuster import blockbuster_ctx
     from aloop.testing.blockbuster import allow
