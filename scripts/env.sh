@@ -16,6 +16,9 @@ SIDROOT="${ALOOP_SIDROOT:-/var/cache/aloop/sid-root}"
 DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop "setuptools>=77" wheel "pytest-asyncio>=1.4" "rich>=13" pillow
     "aiohttp==3.14.5" "anyio==4.16.0" "httpx==0.29.0" "websockets==17.4" "uvicorn==0.55.0"
     "asyncpg==0.32.0" "redis==8.2.0" "blockbuster==1.5.29"
+    # The docs site (mkdocs.yml; scripts/test.sh builds it with the 3.11 venv's mkdocs).
+    "mkdocs==1.6.1" "mkdocs-material==9.8.1" "mkdocstrings==1.0.8" "mkdocstrings-python==2.0.11"
+    "mkdocs-autorefs==1.4.5" "griffelib==2.4.1" "pymdown-extensions==13.1"
     # Where users pick a loop (issue 18): servers and workers (typer: the
     # faststream CLI, without its cli extra, whose watchfiles has no 3.15 wheel), OpenTelemetry,
     # IPython and Jupyter, Dask, and the wheel build.
