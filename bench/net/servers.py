@@ -3,10 +3,10 @@
     python bench/net/servers.py VARIANT LOOP [--port P] [--read-size N]
 
 VARIANT is `protocol`, `streams` or `sockets` (TCP echo) or `http` (HTTP/1.1
-keep-alive hello world); LOOP is `asyncio`, `uvloop` or `aloop`. Prints `PORT <n>`
-once listening on 127.0.0.1, then serves until killed. A loop that does not import
-prints `MISSING <reason>` and exits with status 3. bench/net.py starts one of these
-per measurement; `bench/net.py --serve` runs one by hand for profiling.
+keep-alive hello world); LOOP is `asyncio`, `uvloop`, `rloop`, `zuvloop` or `aloop`.
+Prints `PORT <n>` once listening on 127.0.0.1, then serves until killed. A loop that
+does not import prints `MISSING <reason>` and exits with status 3. bench/net.py starts
+one of these per measurement; `bench/net.py --serve` runs one by hand for profiling.
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-LOOP_MODULES: dict[str, str] = {"asyncio": "asyncio", "uvloop": "uvloop", "aloop": "aloop"}
+LOOP_MODULES: dict[str, str] = {
+    "asyncio": "asyncio",
+    "uvloop": "uvloop",
+    "rloop": "rloop",
+    "zuvloop": "zuvloop",
+    "aloop": "aloop",
+}
 # aloop with its observability on, to measure what that costs per request.
 OBSERVED = ("aloop-monitor", "aloop-detail", "aloop-trace")
 HOST = "127.0.0.1"
