@@ -26,8 +26,8 @@ from aloop._core.hooks import HOOKS, Instrument  # noqa: E402
 from aloop.loop import Loop  # noqa: E402
 from aloop.runner import new_event_loop, run  # noqa: E402
 
-#: True when the hot modules run as mypyc-compiled C, False when interpreted.
 COMPILED: bool = _purity.is_compiled()
+"""True when the hot modules run as mypyc-compiled C, False when interpreted."""
 if COMPILED:
     lifetime.keep_alive(_purity.COMPILED_MODULES)
 

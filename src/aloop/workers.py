@@ -27,10 +27,12 @@ __all__ = ["GRANIAN_LOOP", "AiohttpWorker", "UvicornWorker", "granian_loop", "re
 if TYPE_CHECKING:
     # Built on first access by __getattr__ below.
     UvicornWorker: type[Any]
+    """uvicorn-worker's ``UvicornWorker`` on an aloop loop (ASGI apps; needs uvicorn-worker)."""
     AiohttpWorker: type[Any]
+    """aiohttp's ``GunicornWebWorker`` on an aloop loop (``aiohttp.web`` apps)."""
 
-#: The name ``register_granian()`` gives aloop in granian's loop registry.
 GRANIAN_LOOP = "aloop"
+"""The name ``register_granian()`` gives aloop in granian's loop registry."""
 
 
 def _uvicorn_worker() -> type[Any]:

@@ -63,6 +63,7 @@ ALLOWANCES: tuple[Allowance, ...] = (
     Allowance("os.unlink", "aloop/network.py", "_forget_unix_server_socket"),
     Allowance("threading.Lock.acquire", "aloop/loop.py", "shutdown_default_executor"),
 )
+"""Every call aloop itself may make on the loop's thread, with the function making it."""
 
 
 class _Function(Protocol):
