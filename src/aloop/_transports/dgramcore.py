@@ -83,7 +83,10 @@ class DatagramCore(SocketCore):
             if addr not in (None, self.address):
                 raise ValueError(f"Invalid address: must be None or {self.address}")
             addr = self.address
-        if self.conn_lost and self.address:
+        if self.conn_lost and (self.address or self.sock is None):
+            # Dropped, with asyncio's warning from the fifth. asyncio drops only a
+            # connected endpoint's: an unconnected one calls sendto() on its None
+            # socket, and its fatal-error path raises AttributeError from sendto().
             self.note_lost_write()
             return
         if not self.buffer:
