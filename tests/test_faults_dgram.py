@@ -702,6 +702,52 @@ def test_queued_datagrams(loop_factory: LoopFactory, then: str) -> None:
     }
 
 
+@pytest.mark.parametrize("connected", [True, False], ids=["connected", "unconnected"])
+def test_sendto_after_connection_lost(
+    loop_factory: LoopFactory, connected: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sendto() on a closed endpoint drops the datagram; from the fifth on, asyncio's
+    warning 'socket.send() raised exception.' is logged. No exception, no handler call.
+
+    asyncio does so for a connected endpoint only: an unconnected one calls
+    sendto() on its socket, now None, and its fatal-error path then raises
+    AttributeError from sendto() (a long-standing CPython bug; python/cpython#28110
+    would have dropped the datagram). aloop drops it in both cases.
+    """
+
+    async def main(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        contexts: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda loop, context: contexts.append(context))
+        with udp_socket() as peer:
+            address = peer.getsockname()
+            kwargs = {"remote_addr": address} if connected else {"local_addr": ("127.0.0.1", 0)}
+            transport, proto = await endpoint(loop, Recorder, **kwargs)
+            transport.close()
+            await until(lambda: proto.lost, "connection_lost")
+            raised = []
+            for _ in range(7):
+                try:
+                    transport.sendto(b"too late", None if connected else address)
+                except Exception as exc:
+                    raised.append(type(exc).__name__)
+            await settle()
+            return {
+                "raised": raised,
+                "contexts": [summarize(c) for c in contexts],
+                "got": drain(peer),
+                "errors": proto.errors,
+            }
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        out = run_with_loop(loop_factory, main)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    if not connected and loop_name(loop_factory) == "asyncio":
+        assert out["raised"] == ["AttributeError"] * 7
+        return
+    assert out == {"raised": [], "contexts": [], "got": [], "errors": []}
+    assert warnings == ["socket.send() raised exception."] * 3
+
+
 # -- 5. cancelled mid-flight ----------------------------------------------------------------
 
 
