@@ -300,18 +300,34 @@ def test_enobufs_on_send(loop_factory: LoopFactory, api: str, recverr: bool) -> 
         assert out == {"writer_left": False}
 
 
-def test_enobufs_when_flushing_queued_datagrams(loop_factory: LoopFactory) -> None:
+class RaisingOnError(Recorder):
+    """error_received() records the error, then raises Boom."""
+
+    def error_received(self, exc: Exception) -> None:
+        super().error_received(exc)
+        raise Boom("error_received")
+
+
+@pytest.mark.parametrize("variant", ["unconnected", "connected", "error_received_raises"])
+def test_enobufs_when_flushing_queued_datagrams(loop_factory: LoopFactory, variant: str) -> None:
     """EAGAIN first (the queue holds the socket's buffer), so datagrams wait in the
     transport; then the queue drops: each waiting datagram gets its own ENOBUFS in
-    error_received, in order, and the transport stays open and works again."""
+    error_received, in order, and the transport stays open and works again. An
+    error_received() that raises is reported per datagram, and the rest still go."""
 
     async def main(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        contexts: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda loop, context: contexts.append(context))
         receiver = udp_socket()
         sock = udp_socket(recverr=True, sndbuf=4096)
-        address = receiver.getsockname()
+        address: Any = receiver.getsockname()
         out: dict[str, Any] = {}
         with receiver:
-            transport, proto = await endpoint(loop, Recorder, sock=sock)
+            if variant == "connected":
+                sock.connect(address)
+                address = None
+            factory = RaisingOnError if variant == "error_received_raises" else Recorder
+            transport, proto = await endpoint(loop, factory, sock=sock)
             net.hold()
             sent: list[bytes] = []
             while not transport.get_write_buffer_size():
@@ -343,10 +359,13 @@ def test_enobufs_when_flushing_queued_datagrams(loop_factory: LoopFactory) -> No
             await until(lambda: proto.lost, "connection_lost")
             await settle()
             out["events"] = proto.events
+        out["contexts"] = [summarize(c) for c in contexts]
         return out
 
     with private_netns() as net:
         out = run_with_loop(loop_factory, main)
+    raising = variant == "error_received_raises"
+    assert out.pop("contexts") == [("Exception in callback", CALLBACK, "Boom")] * 5 * raising
     assert out == {
         "waiting": 5,
         "errors_before": [],
@@ -478,6 +497,43 @@ def test_sendto_bad_address(loop_factory: LoopFactory, case: str) -> None:
             "contexts": [],
             "lost": [None],
         }
+
+
+@pytest.mark.parametrize("family", ["udp", "unix"])
+def test_sendto_datagram_too_big(loop_factory: LoopFactory, family: str) -> None:
+    """A datagram bigger than UDP allows, or than a Unix socket's send buffer:
+    EMSGSIZE in error_received, nothing buffered, and the endpoint works on."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        sock: socket.socket
+        if family == "udp":
+            sock, peer = udp_socket(), udp_socket()
+            sock.connect(peer.getsockname())
+        else:
+            sock, peer = unix_dgram_pair()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        with peer:
+            transport, proto = await endpoint(loop, Recorder, sock=sock)
+            transport.sendto(b"x" * 70000)
+            out = {
+                "errors": [described(e) for e in proto.errors],
+                "buffered": transport.get_write_buffer_size(),
+                "closing": transport.is_closing(),
+            }
+            transport.sendto(b"fits")
+            out["got"] = await asyncio.wait_for(loop.sock_recv(peer, 100000), TIMEOUT)
+            transport.close()
+            await until(lambda: proto.lost, "connection_lost")
+            out["lost"] = proto.lost
+        return out
+
+    assert run_with_loop(loop_factory, main) == {
+        "errors": [("OSError", errno.EMSGSIZE)],
+        "buffered": 0,
+        "closing": False,
+        "got": b"fits",
+        "lost": [None],
+    }
 
 
 # -- 3. protocol methods that raise ----------------------------------------------------------
