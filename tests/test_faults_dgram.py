@@ -377,6 +377,69 @@ def test_enobufs_when_flushing_queued_datagrams(loop_factory: LoopFactory, varia
     }
 
 
+def test_enobufs_while_sock_sendto_waits(loop_factory: LoopFactory) -> None:
+    """sock_sendto() waiting on a full send buffer (EAGAIN) when the queue starts to
+    drop: it raises the ENOBUFS, leaves no writer behind, and the next call works."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        receiver = udp_socket()
+        sock = udp_socket(recverr=True, sndbuf=4096)
+        address = receiver.getsockname()
+        with receiver, sock:
+            net.hold()
+            with contextlib.suppress(BlockingIOError):
+                for _ in range(1000):
+                    sock.sendto(b"." * 1000, address)
+            waiting = loop.create_task(loop.sock_sendto(sock, b"waits", address))
+            await settle()
+            out: dict[str, Any] = {"waiting": not waiting.done()}
+            net.drop_all()  # frees the held buffer: writable, then dropped
+            try:
+                await asyncio.wait_for(waiting, TIMEOUT)
+            except OSError as exc:
+                out["raised"] = described(exc)
+            out["writer_left"] = loop.remove_writer(sock.fileno())
+            net.clear()
+            drain(receiver)  # what passed before the queue held
+            out["sent"] = await loop.sock_sendto(sock, b"after", address)
+            out["got"] = await asyncio.wait_for(loop.sock_recv(receiver, 100), TIMEOUT)
+        return out
+
+    with private_netns() as net:
+        out = run_with_loop(loop_factory, main)
+    assert out == {
+        "waiting": True,
+        "raised": ("OSError", errno.ENOBUFS),
+        "writer_left": False,
+        "sent": 5,
+        "got": b"after",
+    }
+
+
+def test_create_datagram_endpoint_no_route(loop_factory: LoopFactory) -> None:
+    """remote_addr with no route to it: connect() fails, the error is raised as the
+    kernel gave it, and the socket is closed."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> tuple[str, int | None, str]:
+        before = open_fds()
+        made: list[Recorder] = []
+
+        def factory() -> Recorder:
+            made.append(Recorder())
+            return made[-1]
+
+        try:
+            await loop.create_datagram_endpoint(factory, remote_addr=("192.0.2.1", 9))
+        except OSError as exc:
+            assert open_fds() == before and not made
+            return type(exc).__name__, exc.errno, str(exc)
+        raise AssertionError("connected to an address with no route")
+
+    with private_netns():
+        out = run_with_loop(loop_factory, main)
+    assert out == ("OSError", errno.ENETUNREACH, "[Errno 101] Network is unreachable")
+
+
 # -- 2. the peer's ICMP errors, bad and unreachable addresses -------------------------------
 
 
