@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import importlib.util
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 from tests.monitored import Program, run_program
+from tests.support import LOOP_FACTORIES, LoopFactory, open_fds
+
+# Files not yet moved to tests.support import these from here.
+from tests.support import aloop_env as aloop_env
+from tests.support import run_with_loop as run_with_loop
 
 import aloop
-
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-T = TypeVar("T")
-
-LOOP_FACTORIES: dict[str, LoopFactory] = {
-    "asyncio": asyncio.new_event_loop,
-    "aloop": aloop.new_event_loop,
-}
 
 
 def pytest_report_header() -> str:
@@ -58,49 +52,6 @@ def aloop_loop() -> Iterator[aloop.Loop]:
 def program(tmp_path: Path) -> Iterator[Program]:
     """A real program running with its monitor on (see tests/monitored.py)."""
     yield from run_program(tmp_path)
-
-
-def run_with_loop(
-    loop_factory: LoopFactory, main: Callable[[asyncio.AbstractEventLoop], Awaitable[T]]
-) -> T:
-    """Run ``main(loop)`` on a fresh loop; shut its executor down and close it."""
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(main(loop))
-    finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-
-
-def run_main(loop_factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh loop and close it."""
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def both(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main`` on both loops; assert they agree and return the result."""
-    expected = run_main(asyncio.new_event_loop, main)
-    got = run_main(aloop.new_event_loop, main)
-    assert got == expected
-    return got
-
-
-def aloop_env() -> dict[str, str]:
-    """Environment for a child Python: the installed aloop if any, else the source tree."""
-    env = dict(os.environ)
-    if importlib.util.find_spec("aloop") is None:
-        src = str(Path(__file__).resolve().parents[1] / "src")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def open_fds() -> int:
-    """How many fds this process has open (Linux)."""
-    return len(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
 import sys
 import threading
 import warnings
@@ -16,7 +15,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory, both, mask_addresses
 
 import aloop
 
@@ -29,7 +28,7 @@ program_loop: list[asyncio.AbstractEventLoop | None] = [None]
 def normalize(value: Any) -> Any:
     """Addresses differ between runs; everything else must not."""
     if isinstance(value, str):
-        return re.sub(r"0x[0-9a-f]+", "0xADDR", value)
+        return mask_addresses(value)
     if isinstance(value, tuple):
         return tuple(normalize(v) for v in value)
     if isinstance(value, list):
@@ -62,14 +61,6 @@ def run_program(factory: LoopFactory, program: Program) -> tuple[list[Any], list
         loop.close()
     gc.collect()
     return normalize(log), sorted(normalize(reported))
-
-
-def same_on_both(program: Program) -> tuple[list[Any], list[Any]]:
-    """Run ``program`` on both loops, assert equal logs and reports, return aloop's."""
-    expected = run_program(asyncio.new_event_loop, program)
-    got = run_program(aloop.new_event_loop, program)
-    assert got == expected
-    return got
 
 
 async def ticker(
@@ -156,7 +147,7 @@ def test_abandoned_generator_is_finalized_on_the_loop() -> None:
             await asyncio.sleep(0)
         log.append("main done")
 
-    log, reported = same_on_both(program)
+    log, reported = both(program, run_program)
     assert log == [0, 1, "dropped", ("abandoned finally", True), "main done"]
     assert reported == []
 
@@ -219,7 +210,7 @@ def test_failing_finalization_is_reported_as_asyncio_does() -> None:
             await asyncio.sleep(0)
         gc.collect()  # the failed aclose() task, whose exception nobody retrieved
 
-    log, reported = same_on_both(program)
+    log, reported = both(program, run_program)
     assert log == [("failing finally", True)]
     assert [r[:3] for r in reported] == [
         ("Task exception was never retrieved", "ValueError", "failing failed while closing")
@@ -286,7 +277,7 @@ def test_shutdown_asyncgens_closes_open_generators() -> None:
             await gens[0].__anext__()
         del never_started
 
-    log, reported = same_on_both(program)
+    log, reported = both(program, run_program)
     assert log[0] == ("finished finally", True)
     assert log[1] == "shutting down"
     assert log[2:5] == [(f"gen{i} finally", True) for i in range(3)]
@@ -322,7 +313,7 @@ def test_shutdown_asyncgens_reports_aclose_errors_as_asyncio_does() -> None:
         log[1:] = sorted(log[1:])  # closed concurrently, in the WeakSet's order
         log.append("shut down")
 
-    log, reported = same_on_both(program)
+    log, reported = both(program, run_program)
     bad_repr = log[0]
     assert log[1:3] == [("bad finally", True), ("good finally", True)]
     assert log[3] == "shut down"

@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test.test_asyncio import utils as test_utils
-from tests.conftest import LoopFactory, aloop_env
+from tests.support import (
+    LoopFactory,
+    aloop_env,
+    client_context,
+    echo,
+    requires_test_certs,
+    server_context,
+)
 
 import aloop
 from aloop._purity import COMPILED_MODULES
@@ -40,7 +46,7 @@ blockbuster = pytest.importorskip(
     "blockbuster", reason="blockbuster is a dev dependency (scripts/env.sh)"
 )
 
-pytestmark = pytest.mark.usefixtures("no_fd_leak")
+pytestmark = [pytest.mark.usefixtures("no_fd_leak"), requires_test_certs]
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SIZE = 300_000
@@ -62,20 +68,12 @@ def make_setting(directory: Path) -> Setting:
     return Setting(
         str(data),
         str(directory / "server.sock"),
-        test_utils.simple_server_sslcontext(),
-        test_utils.simple_client_sslcontext(),
+        server_context(),
+        client_context(),
     )
 
 
 Scenario = Callable[[Setting], Coroutine[Any, Any, None]]
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-    await writer.wait_closed()
 
 
 # -- the program: one scenario per part of the loop -------------------------------------

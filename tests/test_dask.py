@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory, aloop_env
+from tests.support import LoopFactory, aloop_env
 
 import aloop
 

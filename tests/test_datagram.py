@@ -7,8 +7,8 @@ import socket
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory
+from tests.support import run_with_loop as run
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
 

@@ -12,9 +12,8 @@ import ssl
 from typing import Any
 
 import pytest
-from test.test_asyncio import utils as test_utils
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory, client_context, requires_test_certs, server_context
+from tests.support import run_with_loop as run
 
 aiohttp = pytest.importorskip("aiohttp", reason="aiohttp is a dev dependency (scripts/env.sh)")
 web = pytest.importorskip("aiohttp.web")
@@ -110,14 +109,15 @@ def test_aiohttp_server_and_client(loop_factory: LoopFactory) -> None:
     ]
 
 
+@requires_test_certs
 def test_httpx_client_over_tls(loop_factory: LoopFactory) -> None:
     """httpx (through anyio) against aiohttp's server, both over TLS."""
 
     async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
-        server_ctx = test_utils.simple_server_sslcontext()
+        server_ctx = server_context()
         runner, port = await start_aiohttp(server_ctx)
         base = f"https://127.0.0.1:{port}"
-        client_ctx = test_utils.simple_client_sslcontext()
+        client_ctx = client_context()
         try:
             async with httpx.AsyncClient(verify=client_ctx) as client:
                 r = await client.get(f"{base}/hello", params={"name": "tls"})

@@ -28,7 +28,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
-from tests.conftest import aloop_env
+from tests.support import aloop_env
 
 import aloop
 from aloop._core.clock import VirtualClock

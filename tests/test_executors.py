@@ -17,33 +17,13 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory, both, run_on
 
 import aloop
 
 T = TypeVar("T")
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
-
-
-def run_on(factory: LoopFactory, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main()`` on a fresh loop; shut its default executor down and close it."""
-    loop = factory()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        try:
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
-
-
-def same_on_both(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run ``main`` on both loops, assert equal results, return aloop's."""
-    expected = run_on(asyncio.new_event_loop, main)
-    got = run_on(aloop.new_event_loop, main)
-    assert got == expected
-    return got
 
 
 def thread_info(x: int) -> tuple[int, str, bool]:
@@ -145,7 +125,7 @@ def test_run_in_executor_does_not_copy_context_but_to_thread_does() -> None:
         results.append(("after", request_id.get()))
         return results
 
-    assert same_on_both(main) == [
+    assert both(main) == [
         ("run_in_executor", "unset"),
         ("to_thread", "req-42"),
         ("after", "req-42"),
@@ -325,9 +305,7 @@ def test_run_in_executor_with_a_job_already_done() -> None:
         out.append(await fut)
         return out
 
-    expected = run_on(asyncio.new_event_loop, main)
-    assert expected[1] == 1024
-    assert run_on(aloop.new_event_loop, main) == expected
+    assert both(main)[1] == 1024
 
 
 def test_debug_mode_refuses_coroutine_functions(loop_factory: LoopFactory) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory
 
 import aloop
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory, run_with_loop
+from tests.support import LoopFactory, run_with_loop
 
 aiohttp = pytest.importorskip("aiohttp", reason="aiohttp is a dev dependency (scripts/env.sh)")
 web = pytest.importorskip("aiohttp.web")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory
 
 anyio = pytest.importorskip("anyio", reason="anyio is a dev dependency (scripts/env.sh)")
 from anyio.abc import ByteStream, UNIXDatagramPacketType  # noqa: E402

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
-from tests.libsupport import run_guarded
 from tests.services import Service, require, service_fixture, start_postgres, start_redis
+from tests.support import LoopFactory, run_guarded
 
 asyncpg = pytest.importorskip("asyncpg", reason="asyncpg is a dev dependency (scripts/env.sh)")
 aredis = pytest.importorskip("redis.asyncio", reason="redis is a dev dependency (scripts/env.sh)")

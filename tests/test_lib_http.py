@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
-from tests.libsupport import run_guarded
+from tests.support import LoopFactory, run_guarded
 
 httpx = pytest.importorskip("httpx", reason="httpx is a dev dependency (scripts/env.sh)")
 uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is a dev dependency (scripts/env.sh)")

@@ -22,8 +22,7 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, cast
 
 import pytest
-from tests.conftest import LoopFactory
-from tests.libsupport import run_guarded
+from tests.support import LoopFactory, run_guarded
 
 websockets = pytest.importorskip("websockets", reason="websockets is a dev dependency")
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402

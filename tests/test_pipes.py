@@ -15,8 +15,8 @@ import tempfile
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory, both
-from tests.conftest import run_main as run
+from tests.support import LoopFactory, both
+from tests.support import run_on as run
 
 import aloop
 
@@ -67,7 +67,7 @@ def test_read_pipe_data_then_eof(loop_factory: LoopFactory, no_fd_leak: None) ->
         assert transport.is_closing()
         return proto.events, bytes(proto.data)
 
-    assert both(main) == (["made", "data", "eof", ("lost", None)], b"hello world")
+    assert run(loop_factory, main) == (["made", "data", "eof", ("lost", None)], b"hello world")
 
 
 def test_pause_and_resume_reading(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -90,7 +90,7 @@ def test_pause_and_resume_reading(loop_factory: LoopFactory, no_fd_leak: None) -
         await proto.closed
         return [seen_while_paused, bytes(proto.data), proto.events]
 
-    assert both(main) == [b"", b"x", ["made", "data", "eof", ("lost", None)]]
+    assert run(loop_factory, main) == [b"", b"x", ["made", "data", "eof", ("lost", None)]]
 
 
 def test_write_pipe_flow_control_and_no_byte_lost(
@@ -119,7 +119,7 @@ def test_write_pipe_flow_control_and_no_byte_lost(
         os.close(rfd)
         return proto.events, buffered > 0, bytes(received) == payload
 
-    assert both(main) == (["made", "pause", "resume", ("lost", None)], True, True)
+    assert run(loop_factory, main) == (["made", "pause", "resume", ("lost", None)], True, True)
 
 
 def test_write_buffer_limits(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -141,7 +141,12 @@ def test_write_buffer_limits(loop_factory: LoopFactory, no_fd_leak: None) -> Non
         os.close(rfd)
         return limits
 
-    both(main)
+    assert run(loop_factory, main) == [
+        (16384, 65536),
+        (25, 100),
+        (10, 40),
+        "high (1) must be >= low (2) must be >= 0",
+    ]
 
 
 def test_write_pipe_reader_goes_away(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -157,7 +162,7 @@ def test_write_pipe_reader_goes_away(loop_factory: LoopFactory, no_fd_leak: None
         transport.write(b"dropped")
         return [*proto.events, transport.is_closing()]
 
-    assert both(main) == ["made", ("lost", None), True]
+    assert run(loop_factory, main) == ["made", ("lost", None), True]
 
 
 def test_write_pipe_reader_goes_away_with_data_buffered(
@@ -173,7 +178,7 @@ def test_write_pipe_reader_goes_away_with_data_buffered(
         await proto.closed
         return [*proto.events, transport.get_write_buffer_size()]
 
-    assert both(main) == ["made", "pause", ("lost", "BrokenPipeError"), 0]
+    assert run(loop_factory, main) == ["made", "pause", ("lost", "BrokenPipeError"), 0]
 
 
 def test_write_eof_flushes_then_closes(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -192,7 +197,7 @@ def test_write_eof_flushes_then_closes(loop_factory: LoopFactory, no_fd_leak: No
         await rproto.closed
         return [proto.events, rproto.events, len(rproto.data)]
 
-    assert both(main) == [
+    assert run(loop_factory, main) == [
         ["made", "pause", "resume", ("lost", None)],
         ["made", "data", "eof", ("lost", None)],
         300_000,
@@ -216,7 +221,7 @@ def test_fifo_both_ways(loop_factory: LoopFactory, no_fd_leak: None) -> None:
             await rproto.closed
             return rproto.events, bytes(rproto.data)
 
-    assert both(main) == (["made", "data", "eof", ("lost", None)], b"through the fifo")
+    assert run(loop_factory, main) == (["made", "data", "eof", ("lost", None)], b"through the fifo")
 
 
 def test_character_device(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -229,7 +234,7 @@ def test_character_device(loop_factory: LoopFactory, no_fd_leak: None) -> None:
         await proto.closed
         return proto.events
 
-    assert both(main) == ["made", ("lost", None)]
+    assert run(loop_factory, main) == ["made", ("lost", None)]
 
 
 def test_pty_both_ways(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -251,7 +256,11 @@ def test_pty_both_ways(loop_factory: LoopFactory, no_fd_leak: None) -> None:
         await rproto.closed
         return rproto.events, bytes(rproto.data).replace(b"\r\n", b"\n"), errors
 
-    assert both(main) == (["made", "data", ("lost", "OSError")], b"through the pty\n", [])
+    assert run(loop_factory, main) == (
+        ["made", "data", ("lost", "OSError")],
+        b"through the pty\n",
+        [],
+    )
 
 
 def test_socket_write_pipe_sees_peer_close(loop_factory: LoopFactory, no_fd_leak: None) -> None:
@@ -266,7 +275,7 @@ def test_socket_write_pipe_sees_peer_close(loop_factory: LoopFactory, no_fd_leak
         await proto.closed
         return proto.events
 
-    assert both(main) == ["made", ("lost", None)]
+    assert run(loop_factory, main) == ["made", ("lost", None)]
 
 
 @pytest.mark.parametrize("method", ["connect_read_pipe", "connect_write_pipe"])

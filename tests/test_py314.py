@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory, aloop_env, run_main
+from tests.support import LoopFactory, aloop_env, both, run_on
 
 import aloop
 
@@ -83,7 +83,7 @@ def test_loop_builds_the_default_task_and_future_classes(loop_factory: LoopFacto
         task = loop.create_task(asyncio.sleep(0, "slept"), name="pure")
         return type(future), type(task), task.get_name(), await task
 
-    got = run_main(loop_factory, main)
+    got = run_on(loop_factory, main)
     assert got == (futures._PyFuture, tasks._PyTask, "pure", "slept")  # type: ignore[attr-defined]
 
 
@@ -122,10 +122,7 @@ async def _graph_program() -> list[str]:
 
 
 def _graphs_on_both_loops() -> None:
-    expected = run_main(asyncio.new_event_loop, _graph_program)
-    got = run_main(aloop.new_event_loop, _graph_program)
-    assert "leaf-in-group" in "".join(expected)
-    assert got == expected
+    assert "leaf-in-group" in "".join(both(_graph_program))
 
 
 @needs_graph
@@ -152,9 +149,7 @@ def test_print_call_graph_of_the_current_task() -> None:
         await asyncio.create_task(inner(), name="printer")
         return _normalize(buf.getvalue())
 
-    expected = run_main(asyncio.new_event_loop, main)
-    assert "printer" in expected
-    assert run_main(aloop.new_event_loop, main) == expected
+    assert "printer" in both(main)
 
 
 # -- python -m asyncio ps / pstree -------------------------------------------------------------
@@ -280,7 +275,7 @@ def test_create_task_eager_start(loop_factory: LoopFactory) -> None:
         log.append(await asyncio.gather(done, pending, lazy))
         return log
 
-    assert run_main(loop_factory, main) == [
+    assert run_on(loop_factory, main) == [
         ("quick runs in", True),
         ("quick", True, "quick", "done-at-once"),
         "slow starts",
@@ -348,7 +343,7 @@ def test_task_group_cancel(loop_factory: LoopFactory) -> None:
         early.cancel()  # type: ignore[attr-defined]  # after exit: nothing happens
         return log
 
-    assert run_main(loop_factory, main) == [
+    assert run_on(loop_factory, main) == [
         "child 0 cancelled",
         "child 1 cancelled",
         ("group left", 0),
@@ -422,9 +417,8 @@ async def _connection_contexts() -> dict[str, list[tuple[str, object]]]:
 
 
 def test_server_connection_callbacks_run_in_the_connections_context() -> None:
-    expected = run_main(asyncio.new_event_loop, _connection_contexts)
-    assert expected["task end"] == [("mark0", True), ("mark1", True), ("mark2", True)]
-    assert run_main(aloop.new_event_loop, _connection_contexts) == expected
+    got = both(_connection_contexts)
+    assert got["task end"] == [("mark0", True), ("mark1", True), ("mark2", True)]
 
 
 # -- call_soon_threadsafe handles (3.14) -------------------------------------------------------

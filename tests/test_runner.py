@@ -12,7 +12,6 @@ import contextvars
 import gc
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory, outcome
 
 import aloop
 
@@ -41,15 +40,6 @@ var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset"
 def run(request: pytest.FixtureRequest) -> Runner:
     """asyncio.run, then aloop.run: a test using it is a differential test."""
     return RUNS[request.param]
-
-
-def outcome(call: Callable[[], Any]) -> tuple[type[BaseException] | None, str]:
-    """What ``call()`` raised: (type, message), or (None, repr(result)); addresses masked."""
-    try:
-        result = call()
-    except BaseException as exc:
-        return type(exc), re.sub(r"0x[0-9a-f]+", "0xADDR", str(exc))
-    return None, re.sub(r"0x[0-9a-f]+", "0xADDR", repr(result))
 
 
 # -- aloop.run: results, errors, cleanup ------------------------------------------------

@@ -14,7 +14,7 @@ import weakref
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory, both
 
 import aloop
 
@@ -33,14 +33,6 @@ def run_program(factory: LoopFactory, program: Any) -> list[Any]:
     return log
 
 
-def same_on_both(program: Any) -> list[Any]:
-    """Run ``program`` on both loops, assert equal logs, return aloop's."""
-    expected = run_program(asyncio.new_event_loop, program)
-    got = run_program(aloop.new_event_loop, program)
-    assert got == expected
-    return got
-
-
 def test_call_soon_runs_in_fifo_order_with_args() -> None:
     def program(loop: asyncio.AbstractEventLoop, log: list[Any]) -> None:
         for i in range(5):
@@ -48,7 +40,7 @@ def test_call_soon_runs_in_fifo_order_with_args() -> None:
         loop.call_soon(lambda a, b, c: log.append((a, b, c)), 1, 2, 3)
         loop.call_soon(loop.stop)
 
-    assert same_on_both(program) == [0, 1, 2, 3, 4, (1, 2, 3)]
+    assert both(program, run_program) == [0, 1, 2, 3, 4, (1, 2, 3)]
 
 
 def test_callbacks_scheduled_while_running_wait_for_next_iteration() -> None:
@@ -63,7 +55,7 @@ def test_callbacks_scheduled_while_running_wait_for_next_iteration() -> None:
 
     # stop() ends run_forever after the iteration that ran it, so the
     # callback first() scheduled runs on the next run_forever only.
-    assert same_on_both(program) == ["first", "second"]
+    assert both(program, run_program) == ["first", "second"]
 
 
 def test_stop_before_run_forever_runs_one_iteration() -> None:
@@ -72,7 +64,7 @@ def test_stop_before_run_forever_runs_one_iteration() -> None:
         loop.stop()
         loop.call_soon(log.append, "b")
 
-    assert same_on_both(program) == ["a", "b"]
+    assert both(program, run_program) == ["a", "b"]
 
 
 def test_timers_run_in_deadline_order_and_equal_deadlines_in_call_order() -> None:
@@ -106,7 +98,7 @@ def test_cancelled_handles_do_not_run() -> None:
         log.append((h1.cancelled(), h2.cancelled()))
         loop.call_later(0.01, loop.stop)
 
-    assert same_on_both(program) == [(True, True)]
+    assert both(program, run_program) == [(True, True)]
 
 
 def test_handle_api_matches_asyncio() -> None:
@@ -147,7 +139,7 @@ def test_callbacks_run_in_their_context() -> None:
         var.set("changed later")
         loop.call_later(0.002, loop.stop)
 
-    result = contextvars.Context().run(same_on_both, program)
+    result = contextvars.Context().run(both, program, run_program)
     assert result == ["at schedule", "explicit", "explicit"]
 
 
@@ -282,7 +274,7 @@ def test_callbacks_after_a_base_exception_stay_queued(exc_type: type[BaseExcepti
         loop.call_soon(log.append, "d")
         loop.call_soon(loop.stop)
 
-    assert same_on_both(program) == ["a", "boom", "raised", "b", "c", "d"]
+    assert both(program, run_program) == ["a", "boom", "raised", "b", "c", "d"]
 
 
 def test_a_run_callback_is_let_go_before_the_next_one_runs() -> None:
@@ -300,7 +292,7 @@ def test_a_run_callback_is_let_go_before_the_next_one_runs() -> None:
         loop.call_soon(lambda: log.append(ref() is None))
         loop.call_soon(loop.stop)
 
-    assert same_on_both(program) == [True]
+    assert both(program, run_program) == [True]
 
 
 def test_bad_input_errors_match_asyncio(loop_factory: LoopFactory) -> None:

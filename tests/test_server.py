@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from test.test_asyncio import utils as test_utils
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory
+from tests.support import run_with_loop as run
 
 import aloop
 

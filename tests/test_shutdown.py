@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import aloop_env
+from tests.support import aloop_env
 
 PRELUDE = """
 import asyncio, socket, sys

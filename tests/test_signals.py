@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,28 +20,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory, both, in_new_loop, outcome
 
 import aloop
 
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(aloop.__file__)))
-
-
-def outcome(call: Callable[[], Any]) -> tuple[type[BaseException] | None, str]:
-    """What ``call()`` raised: (type, message), or (None, repr(result))."""
-    try:
-        result = call()
-    except BaseException as exc:
-        return type(exc), re.sub(r"0x[0-9a-f]+", "0xADDR", str(exc))
-    return None, repr(result)
-
-
-def in_new_loop(loop_factory: LoopFactory, body: Callable[[asyncio.AbstractEventLoop], Any]) -> Any:
-    loop = loop_factory()
-    try:
-        return body(loop)
-    finally:
-        loop.close()
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +127,7 @@ def test_exception_in_handler_goes_to_the_exception_handler(loop_factory: LoopFa
         loop.run_until_complete(main())
         return seen
 
-    assert in_new_loop(loop_factory, body) == in_new_loop(asyncio.new_event_loop, body)
+    assert in_new_loop(loop_factory, body) == ["ZeroDivisionError", "Exception"]
 
 
 def test_handler_runs_in_the_context_it_was_added_in(loop_factory: LoopFactory) -> None:
@@ -166,7 +148,7 @@ def test_handler_runs_in_the_context_it_was_added_in(loop_factory: LoopFactory) 
         loop.run_until_complete(main())
         return seen
 
-    assert in_new_loop(loop_factory, body) == in_new_loop(asyncio.new_event_loop, body)
+    assert in_new_loop(loop_factory, body) == ["at add"]
 
 
 BAD_CALLS: list[tuple[str, Callable[[asyncio.AbstractEventLoop], Any]]] = [
@@ -194,9 +176,7 @@ async def _coro() -> None:
 def test_bad_input_gets_asyncios_exception(
     call: Callable[[asyncio.AbstractEventLoop], Any], no_fd_leak: None
 ) -> None:
-    expected = in_new_loop(asyncio.new_event_loop, lambda loop: outcome(lambda: call(loop)))
-    got = in_new_loop(aloop.new_event_loop, lambda loop: outcome(lambda: call(loop)))
-    assert got == expected
+    both(lambda loop: outcome(lambda: call(loop)), in_new_loop)  # the same outcome on each
     # A refused handler leaves the default disposition in place.
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
 

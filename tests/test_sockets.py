@@ -8,8 +8,8 @@ import socket
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory, both
+from tests.support import run_with_loop as run
 
 import aloop
 
@@ -201,7 +201,7 @@ def test_socket_owned_by_a_transport_is_refused(loop_factory: LoopFactory) -> No
     assert run(loop_factory, main).startswith("File descriptor")
 
 
-def test_add_reader_and_writer_on_a_transports_fd_are_refused(loop_factory: LoopFactory) -> None:
+def test_add_reader_and_writer_on_a_transports_fd_are_refused() -> None:
     """add_/remove_reader/writer on an open transport's fd raise; once it closed, they work."""
 
     async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
@@ -235,8 +235,7 @@ def test_add_reader_and_writer_on_a_transports_fd_are_refused(loop_factory: Loop
             await asyncio.sleep(0)
         return seen
 
-    got = run(loop_factory, main)
-    assert got == run(asyncio.new_event_loop, main)
+    got = both(main, run)
     assert got[:2] == [
         "File descriptor N is used by transport T",
         "File descriptor S is used by transport T",

@@ -15,24 +15,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory, echo, pattern
+from tests.support import run_with_loop as run
 
 pytestmark = pytest.mark.usefixtures("no_fd_leak")
-
-
-def pattern(size: int, seed: int = 0) -> bytes:
-    """Bytes that show any loss or reordering."""
-    block = bytes((seed + i) % 251 for i in range(251))
-    return (block * (size // 251 + 1))[:size]
-
-
-async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(65536):
-        writer.write(data)
-        await writer.drain()
-    writer.close()
-    await writer.wait_closed()
 
 
 def test_many_concurrent_echo_connections(loop_factory: LoopFactory) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory
+from tests.support import LoopFactory
 
 THREADS = 16
 CALLS = 5000

@@ -11,11 +11,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
-from test.test_asyncio import utils as test_utils
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory, client_context, requires_test_certs, server_context
+from tests.support import run_with_loop as run
 
-pytestmark = pytest.mark.usefixtures("no_fd_leak")
+pytestmark = [pytest.mark.usefixtures("no_fd_leak"), requires_test_certs]
 
 T = TypeVar("T")
 
@@ -27,14 +26,6 @@ def skip_stdlib_before(version: tuple[int, int], loop_factory: LoopFactory, why:
     """Skip the stdlib loop's run where its asyncio still has the bug the test is about."""
     if loop_factory is asyncio.new_event_loop and sys.version_info < version:
         pytest.skip(f"asyncio before {version[0]}.{version[1]}: {why}")
-
-
-def server_context() -> ssl.SSLContext:
-    return test_utils.simple_server_sslcontext()  # type: ignore[no-any-return]
-
-
-def client_context() -> ssl.SSLContext:
-    return test_utils.simple_client_sslcontext()  # type: ignore[no-any-return]
 
 
 async def upper_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -290,7 +281,7 @@ def test_failed_tls_handshake_leaves_no_cycles(loop_factory: LoopFactory, how: s
         a, b = socket.socketpair()
         peer = asyncio.ensure_future(asyncio.to_thread(untrusting_peer, b))
         rejected = False
-        verifying = test_utils.simple_client_sslcontext(disable_verify=False)
+        verifying = client_context(verify=True)
         try:
             if how == "create_connection":
                 await loop.create_connection(

@@ -19,32 +19,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test.test_asyncio import utils as test_utils
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import LoopFactory, client_context, pattern, requires_test_certs, server_context
+from tests.support import run_with_loop as run
 from tests.test_tls import skip_stdlib_before
 
 import aloop
 from aloop._transports.sslproto import SSLProtocol, SSLTransport
 
-pytestmark = pytest.mark.usefixtures("no_fd_leak")
+pytestmark = [pytest.mark.usefixtures("no_fd_leak"), requires_test_certs]
 
 # Every program gives up after this long rather than hanging the test run.
 DEADLINE = 30.0
-
-
-def server_context() -> ssl.SSLContext:
-    return test_utils.simple_server_sslcontext()  # type: ignore[no-any-return]
-
-
-def client_context() -> ssl.SSLContext:
-    return test_utils.simple_client_sslcontext()  # type: ignore[no-any-return]
-
-
-def pattern(size: int, seed: int) -> bytes:
-    """Bytes whose order matters: a lost, doubled or swapped piece shows in the digest."""
-    block = bytes((seed + i) % 251 for i in range(251))
-    return (block * (size // len(block) + 1))[:size]
 
 
 def digest(data: bytes | bytearray) -> str:
