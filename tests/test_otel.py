@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from typing import Any
 
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import pytest
 
 import aloop
 from aloop.tooling.otel import LoopMetrics, instrument
+
+pytest.importorskip(
+    "opentelemetry.sdk", reason="opentelemetry-sdk is a dev dependency (scripts/env.sh)"
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 Points = dict[str, tuple[str, dict[Any, float]]]
 
@@ -32,6 +38,18 @@ def collect(reader: InMemoryMetricReader) -> Points:
                 }
                 out[metric.name] = (metric.unit or "", points)
     return out
+
+
+async def one_readiness_event() -> None:
+    """Wait for a socket to become readable: one I/O event for the loop."""
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    with a, b:
+        readable = loop.create_future()
+        loop.add_reader(a, readable.set_result, None)
+        b.send(b"x")
+        await readable
+        loop.remove_reader(a)
 
 
 def test_loop_statistics_as_metrics() -> None:
@@ -52,6 +70,7 @@ def test_loop_statistics_as_metrics() -> None:
             time.sleep(0.05)  # block: the probe's timer fires at least 0.04 s late
             await asyncio.sleep(0)
             await asyncio.sleep(0)
+            await one_readiness_event()
             during = collect(reader)
             gate.set()
             await asyncio.gather(*waiters)
@@ -79,7 +98,7 @@ def test_loop_statistics_as_metrics() -> None:
     assert 0 < values["aloop.loop.utilisation"] <= 1
     assert values["aloop.loop.idle_time"] > 0 and values["aloop.loop.busy_time"] >= 0.05
     assert values["aloop.loop.callbacks"] >= 7 and values["aloop.loop.iterations"] >= 3
-    assert values["aloop.loop.io_events"] >= 0
+    assert values["aloop.loop.io_events"] >= 1  # the socketpair's
     assert after["aloop.loop.tasks"][1][me] == 1  # the waiters are done
     assert after["aloop.loop.callbacks"][1][me] > values["aloop.loop.callbacks"]
     # A closed loop is no longer observed.

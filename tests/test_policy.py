@@ -7,14 +7,13 @@ names exist only where asyncio still has policies, and warn where asyncio's do.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import textwrap
 import warnings
 
 import pytest
-from tests.conftest import aloop_env
+from tests.support import aloop_env
 
 import aloop
 
@@ -159,4 +158,3 @@ def test_without_asyncio_policies_the_names_are_gone() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="module 'aloop' has no attribute 'nope'"):
         aloop.nope  # type: ignore[attr-defined]  # noqa: B018
-    assert asyncio.iscoroutine is not None
