@@ -6,22 +6,16 @@ package's ``pytest11`` entry point, so the nested runs find it without ``-p``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 
 import pytest
+from tests.support import requires
 
 pytest_plugins = ["pytester"]
 
-needs_pytest_asyncio = pytest.mark.skipif(
-    importlib.util.find_spec("pytest_asyncio") is None,
-    reason="pytest-asyncio is not installed (scripts/test.sh installs it)",
-)
-needs_anyio = pytest.mark.skipif(
-    importlib.util.find_spec("anyio") is None,
-    reason="anyio is not installed (scripts/test.sh installs it)",
-)
+needs_pytest_asyncio = requires("pytest_asyncio")
+needs_anyio = requires("anyio")
 
 # A day of simulated retries: seconds of real time on a real clock.
 RETRY_DAY = """

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from tests.services import Service, free_port, require, service_fixture, start_redis
+from tests.support import requires
 
 import aloop
 
@@ -244,6 +244,7 @@ def serve_and_ask(argv: list[str], apps: Path, port: int, clean: int = 0, **env:
 UVICORN_EXIT = -signal.SIGTERM
 
 
+@requires("uvicorn")
 def test_uvicorn_loop_option(apps: Path) -> None:
     port = free_port()
     argv = ["-m", "uvicorn", "asgi_app:app", "--host", "127.0.0.1", "--port", str(port)]
@@ -251,6 +252,7 @@ def test_uvicorn_loop_option(apps: Path) -> None:
     assert loops == [ALOOP] * 2
 
 
+@requires("uvicorn")
 def test_uvicorn_loop_environment_variable(apps: Path) -> None:
     port = free_port()
     argv = ["-m", "uvicorn", "asgi_app:app", "--host", "127.0.0.1", "--port", str(port)]
@@ -258,6 +260,7 @@ def test_uvicorn_loop_environment_variable(apps: Path) -> None:
     assert loops == [ALOOP] * 2
 
 
+@requires("uvicorn")
 def test_uvicorn_refuses_the_dotted_form(apps: Path) -> None:
     """uvicorn takes a custom loop as ``module:attribute`` only (README says so)."""
     argv = ["-m", "uvicorn", "asgi_app:app", "--port", str(free_port())]
@@ -273,6 +276,12 @@ def test_uvicorn_refuses_the_dotted_form(apps: Path) -> None:
 
 
 GUNICORN_WORKERS = [("UvicornWorker", "asgi_app:app"), ("AiohttpWorker", "aiohttp_app:app")]
+# What each worker class imports besides gunicorn (src/aloop/workers.py).
+WORKER_NEEDS = {"UvicornWorker": "uvicorn_worker", "AiohttpWorker": "aiohttp"}
+GUNICORN_PARAMS = [
+    pytest.param(worker, app, marks=requires("gunicorn", WORKER_NEEDS[worker]))
+    for worker, app in GUNICORN_WORKERS
+]
 
 
 def gunicorn(worker: str, app: str, port: int) -> list[str]:
@@ -281,7 +290,7 @@ def gunicorn(worker: str, app: str, port: int) -> list[str]:
     return ["-m", "gunicorn", "-k", worker, "-w", "1", *bind, app]
 
 
-@pytest.mark.parametrize(("worker", "app"), GUNICORN_WORKERS)
+@pytest.mark.parametrize(("worker", "app"), GUNICORN_PARAMS)
 def test_gunicorn_worker(apps: Path, worker: str, app: str) -> None:
     port = free_port()
     loops = serve_and_ask(gunicorn(f"aloop.workers.{worker}", app, port), apps, port)
@@ -304,7 +313,7 @@ def installed_entry_points() -> dict[str, str]:
     return {ep.name: ep.value for ep in dist.entry_points if ep.group == "gunicorn.workers"}
 
 
-@pytest.mark.parametrize(("worker", "app"), GUNICORN_WORKERS)
+@pytest.mark.parametrize(("worker", "app"), GUNICORN_PARAMS)
 def test_gunicorn_egg_entry_point(apps: Path, worker: str, app: str) -> None:
     table = gunicorn_entry_points()
     assert sorted(table.values()) == sorted(f"aloop.workers:{w}" for w, _ in GUNICORN_WORKERS)
@@ -316,17 +325,20 @@ def test_gunicorn_egg_entry_point(apps: Path, worker: str, app: str) -> None:
     assert loops == [ALOOP] * 2
 
 
+@requires("hypercorn")
 def test_hypercorn_serve_under_aloop_run(apps: Path) -> None:
     port = free_port()
     assert serve_and_ask(["hypercorn_main.py", str(port)], apps, port) == [ALOOP] * 2
 
 
+@requires("granian")
 def test_granian_loop_registry(apps: Path) -> None:
     """The handler runs in granian's worker process, on the loop registered from aloop."""
     port = free_port()
     assert serve_and_ask(["granian_main.py", str(port)], apps, port) == [ALOOP] * 2
 
 
+@requires("aiohttp")
 def test_aiohttp_run_app_loop(apps: Path) -> None:
     port = free_port()
     assert serve_and_ask(["aiohttp_main.py", str(port)], apps, port) == [ALOOP] * 2
@@ -337,6 +349,7 @@ def redis_session() -> Iterator[Service | str]:
     yield from service_fixture(start_redis)
 
 
+@requires("faststream", "redis")
 @pytest.mark.parametrize("how", ["option", "environment"])
 def test_faststream_run_loop(apps: Path, redis_session: Service | str, how: str) -> None:
     """``faststream run --loop`` (or FASTSTREAM_LOOP): a Redis subscriber answers from aloop."""
@@ -348,6 +361,7 @@ def test_faststream_run_loop(apps: Path, redis_session: Service | str, how: str)
     assert ALOOP.encode() in faststream_answer(argv, apps, redis_session, **env)
 
 
+@requires("faststream", "redis")
 def test_faststream_under_aloop_run(apps: Path, redis_session: Service | str) -> None:
     """``aloop.run(app.run())``: FastStream's programmatic start, no CLI needed."""
     assert ALOOP.encode() in faststream_answer(["faststream_main.py"], apps, redis_session)
@@ -357,6 +371,8 @@ def faststream_answer(
     argv: list[str], apps: Path, redis_session: Service | str, **env: str
 ) -> bytes:
     """Start the FastStream app, send it a message, return its reply's payload."""
+    import redis  # the tests that come here require it
+
     server = require(redis_session, "redis-server")
     client = redis.Redis(host=server.host, port=server.port)
     replies = client.pubsub()
