@@ -119,6 +119,18 @@ def udp_socket(*, recverr: bool = False, sndbuf: int | None = None) -> socket.so
     return sock
 
 
+# asyncio 3.13.0 counts 8 bytes more per datagram buffered than it takes back
+# when sending it (3.13.1 fixed that): its buffer size never returns to 0.
+_HEADER_LEAK = sys.version_info[:3] == (3, 13, 0)
+
+
+def emptied(transport: Any, loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the write buffer size is back to 0 (or only 3.13.0's leak is left)."""
+    size = transport.get_write_buffer_size()
+    leak = _HEADER_LEAK and type(loop).__module__.startswith("asyncio")
+    return size == 0 or (leak and size % 8 == 0 and size < 8 * 1000)
+
+
 async def endpoint(
     loop: asyncio.AbstractEventLoop, factory: Callable[[], P], **kwargs: Any
 ) -> tuple[Any, P]:
@@ -344,8 +356,8 @@ def test_enobufs_when_flushing_queued_datagrams(loop_factory: LoopFactory, varia
             # socket is writable, and each waiting datagram is dropped by the new queue.
             net.drop_all()
             await until(lambda: len(proto.errors) >= 5, "five ENOBUFS")
-            await until(lambda: not transport.get_write_buffer_size(), "an empty buffer")
             await settle()
+            out["emptied"] = emptied(transport, loop)
             out["errors"] = [described(e) for e in proto.errors]
             out["closing"] = transport.is_closing()
             net.clear()
@@ -370,6 +382,7 @@ def test_enobufs_when_flushing_queued_datagrams(loop_factory: LoopFactory, varia
         "waiting": 5,
         "errors_before": [],
         "errors": [("OSError", errno.ENOBUFS)] * 5,
+        "emptied": True,
         "closing": False,
         "got": [b"0", b"after"],
         "passed_first": True,
@@ -789,11 +802,9 @@ def test_queued_datagrams(loop_factory: LoopFactory, then: str) -> None:
                 out["got_all"] = got == sent
                 if then == "close":
                     await until(lambda: proto.lost, "connection_lost")
-                else:
-                    await until(lambda: not transport.get_write_buffer_size(), "an empty buffer")
             await settle()
             out["doubled"] = drain(peer)
-            out["buffered"] = transport.get_write_buffer_size()
+            out["emptied"] = emptied(transport, loop)
             out["closing"] = transport.is_closing()
             if then == "flush":
                 transport.close()
@@ -808,8 +819,7 @@ def test_queued_datagrams(loop_factory: LoopFactory, then: str) -> None:
     # asyncio before 3.15 does not zero a datagram transport's buffer size when
     # abort() drops the buffer (3.15's _force_close does); aloop says 0.
     stale = loop_name(loop_factory) == "asyncio" and sys.version_info < (3, 15)
-    buffered = out.pop("buffered")
-    assert buffered == 0 or (then == "abort" and stale)
+    assert out.pop("emptied") or (then == "abort" and stale)
     assert out == {
         "got_all_accepted" if then == "abort" else "got_all": True,
         "doubled": [],
