@@ -2,10 +2,11 @@
 
 ENOBUFS from the real kernel (a private network namespace whose loopback
 queueing discipline drops or holds packets), a peer's ICMP port unreachable,
-bad and unreachable addresses, protocol methods that raise, closing with
-queued datagrams, a peer that does not read, cancellation mid-flight and
-running out of fds. The expected behaviour written in each test is the stdlib
-loop's, which runs the same test.
+bad, unroutable and oversized sends, protocol methods that raise, a peer that
+does not read (EAGAIN) with close/abort/flush, sends after close, cancellation
+mid-flight and running out of fds. The expected behaviour written in each test
+is the stdlib loop's, which runs the same test; where the stdlib is at fault,
+the test says so.
 
 Only UDP (with ``IP_RECVERR``) sees ENOBUFS on a send: TCP takes a dropped
 packet as a loss and retransmits, and Unix sockets say EAGAIN.
