@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.support import LoopFactory
+from tests.support import LoopFactory, outcome
 
 import aloop
 
@@ -314,12 +314,6 @@ def test_registration_is_found_by_its_object_after_the_socket_closes(
 ) -> None:
     """As selectors does: remove_* of a socket closed since it was added (fileno() -1)."""
 
-    def outcome(call: Any) -> Any:
-        try:
-            return call()
-        except Exception as exc:
-            return type(exc).__name__, str(exc)
-
     async def main() -> list[Any]:
         loop = asyncio.get_running_loop()
         results: list[Any] = []
@@ -353,11 +347,11 @@ def test_registration_is_found_by_its_object_after_the_socket_closes(
     finally:
         loop.close()
     assert got == [
-        True,
-        True,
-        ("ValueError", "Invalid file descriptor: -1"),
+        (None, "True"),
+        (None, "True"),
+        (ValueError, "Invalid file descriptor: -1"),
         (True, b"fresh"),
         True,
-        ("ValueError", "Invalid file descriptor: -1"),
-        ("ValueError", "Invalid file descriptor: -1"),
+        (ValueError, "Invalid file descriptor: -1"),
+        (ValueError, "Invalid file descriptor: -1"),
     ]

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
 import pytest
-from tests.support import LoopFactory, outcome
+from tests.support import LOOP_FACTORIES, LoopFactory, outcome
 
 import aloop
 
@@ -618,11 +618,9 @@ def test_running_a_loop_that_is_already_running(loop_factory: LoopFactory) -> No
     assert results == [(RuntimeError, "This event loop is already running")] * 2
 
 
-@pytest.mark.parametrize("inner_name", ["asyncio", "aloop"])
+@pytest.mark.parametrize("inner_name", sorted(LOOP_FACTORIES))
 def test_running_a_loop_while_another_runs(loop_factory: LoopFactory, inner_name: str) -> None:
-    inner_factory: LoopFactory = {"asyncio": asyncio.new_event_loop, "aloop": aloop.new_event_loop}[
-        inner_name
-    ]
+    inner_factory = LOOP_FACTORIES[inner_name]
     outer = loop_factory()
     inner = inner_factory()
 

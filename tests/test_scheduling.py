@@ -541,7 +541,9 @@ def test_eager_task_in_a_task_group_runs_with_its_name(loop_factory: LoopFactory
         assert seen != ["example name"] and seen[0].startswith("Task-")
 
 
-@pytest.mark.skipif(hasattr(asyncio, "eager_task_factory"), reason="3.11 has no eager tasks")
+@pytest.mark.skipif(
+    hasattr(asyncio, "eager_task_factory"), reason="checks 3.11, which has no eager tasks"
+)
 def test_eager_start_on_311_is_refused_clearly(aloop_loop: aloop.Loop) -> None:
     async def child() -> None:
         pass
