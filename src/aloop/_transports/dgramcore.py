@@ -139,4 +139,5 @@ class DatagramCore(SocketCore):
         if not self.buffer:
             self.loop._remove_writer(self.fd)
             if self.closing:
+                self.conn_lost += 1  # as close() with nothing to flush: later sends drop
                 self.call_connection_lost(None)
