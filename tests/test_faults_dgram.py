@@ -832,32 +832,51 @@ def test_queued_datagrams(loop_factory: LoopFactory, then: str) -> None:
     }
 
 
-@pytest.mark.parametrize("connected", [True, False], ids=["connected", "unconnected"])
+@pytest.mark.parametrize("case", ["connected", "unconnected", "flushed"])
 def test_sendto_after_connection_lost(
-    loop_factory: LoopFactory, connected: bool, caplog: pytest.LogCaptureFixture
+    loop_factory: LoopFactory, case: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """sendto() on a closed endpoint drops the datagram; from the fifth on, asyncio's
     warning 'socket.send() raised exception.' is logged. No exception, no handler call.
 
-    asyncio does so for a connected endpoint only: an unconnected one calls
-    sendto() on its socket, now None, and its fatal-error path then raises
-    AttributeError from sendto() (a long-standing CPython bug; python/cpython#28110
-    would have dropped the datagram). aloop drops it in both cases.
+    asyncio does so only for a connected endpoint closed with nothing to flush:
+    otherwise (unconnected, or closed after flushing queued datagrams) it sends on
+    its socket, now None, and its fatal-error path raises AttributeError from
+    sendto() (a long-standing CPython bug; python/cpython#28110 would have dropped
+    the datagram). aloop drops it in every case.
     """
 
     async def main(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
         contexts: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda loop, context: contexts.append(context))
-        with udp_socket() as peer:
+        peer: socket.socket
+        if case == "flushed":
+            sock, peer = unix_dgram_pair()
+            transport, proto = await endpoint(loop, Recorder, sock=sock)
+            count = 0
+            while not transport.get_write_buffer_size():
+                transport.sendto(b"queued")
+                count += 1
+            transport.close()  # flushes what is queued first, once the peer reads
+            address = None
+        else:
+            peer = udp_socket()
             address = peer.getsockname()
-            kwargs = {"remote_addr": address} if connected else {"local_addr": ("127.0.0.1", 0)}
-            transport, proto = await endpoint(loop, Recorder, **kwargs)
+            if case == "connected":
+                transport, proto = await endpoint(loop, Recorder, remote_addr=address)
+                address = None
+            else:
+                transport, proto = await endpoint(loop, Recorder, local_addr=("127.0.0.1", 0))
             transport.close()
+        with peer:
+            if case == "flushed":
+                for _ in range(count):
+                    await asyncio.wait_for(loop.sock_recv(peer, 100), TIMEOUT)
             await until(lambda: proto.lost, "connection_lost")
             raised = []
             for _ in range(7):
                 try:
-                    transport.sendto(b"too late", None if connected else address)
+                    transport.sendto(b"too late", address)
                 except Exception as exc:
                     raised.append(type(exc).__name__)
             await settle()
@@ -871,7 +890,7 @@ def test_sendto_after_connection_lost(
     with caplog.at_level("WARNING", logger="asyncio"):
         out = run_with_loop(loop_factory, main)
     warnings = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
-    if not connected and loop_name(loop_factory) == "asyncio":
+    if case != "connected" and loop_name(loop_factory) == "asyncio":
         assert out["raised"] == ["AttributeError"] * 7
         return
     assert out == {"raised": [], "contexts": [], "got": [], "errors": []}
