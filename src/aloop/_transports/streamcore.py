@@ -338,6 +338,9 @@ class StreamCore(SocketCore):
         if self.empty_waiter is not None:
             self.empty_waiter.set_result(None)
         if self.closing:
+            # As close() with nothing to flush: later writes are dropped, not sent
+            # through the fd number, which the next socket opened may own.
+            self.conn_lost += 1
             self.call_connection_lost(None)
         elif self.eof:
             sock.shutdown(socket.SHUT_WR)
