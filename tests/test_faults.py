@@ -839,6 +839,76 @@ def test_no_protocol_call_after_closing_in_data_received(
     assert run_with_loop(loop_factory, main) == ["data_received", "connection_lost(None)"]
 
 
+@pytest.mark.parametrize("flushed", [True, False], ids=["flushed", "empty"])
+def test_write_after_connection_lost_goes_nowhere(
+    loop_factory: LoopFactory, flushed: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """write() once connection_lost() has run, after a close() that first flushed a
+    full buffer or had nothing to flush: dropped, with asyncio's warning from the
+    fifth write, and never sent through the fd number the socket had, which the
+    next socket opened reuses.
+
+    asyncio drops it only after a close() with nothing to flush; after a flush its
+    transport writes to its socket, now None, and raises AttributeError (a CPython
+    bug). aloop wrote the bytes to the fd's new owner (another connection).
+    """
+
+    async def main(loop: asyncio.AbstractEventLoop) -> dict[str, Any]:
+        transport, proto, peer = await tcp_pair(loop, Writer, sndbuf=4096, rcvbuf=4096)
+        fd = transport.get_extra_info("socket").fileno()
+        with peer:
+            if flushed:
+                transport.write(pattern(1_000_000))
+                assert transport.get_write_buffer_size() > 0
+            transport.close()
+            got = await asyncio.wait_for(recv_all(loop, peer, 65536), TIMEOUT)
+            await until_lost(proto)
+        others: list[socket.socket] = []  # new sockets, until one has the freed fd number
+        try:
+            while fd not in [s.fileno() for s in others]:
+                assert len(others) < 100, "the fd number was not reused"
+                others.extend(socket.socketpair())
+            raised = []
+            for _ in range(7):
+                try:
+                    transport.write(b"too late")
+                except Exception as exc:
+                    raised.append(type(exc).__name__)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            for sock in others:
+                sock.setblocking(False)
+            leaked = [sock.recv(100) for sock in others if _readable(sock)]
+        finally:
+            for sock in others:
+                sock.close()
+        return {"got": len(got), "raised": raised, "leaked": leaked}
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        out = run_with_loop(loop_factory, main)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "asyncio"]
+    assert out["got"] == (1_000_000 if flushed else 0)
+    assert out["leaked"] == []
+    if flushed and loop_name(loop_factory) == "asyncio":
+        assert out["raised"] == ["AttributeError"] * 7
+        return
+    assert out["raised"] == []
+    assert warnings == ["socket.send() raised exception."] * 3
+
+
+def _readable(sock: socket.socket) -> bool:
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    return True
+
+
+async def until_lost(proto: Writer) -> None:
+    while not proto.lost:
+        await asyncio.sleep(0.001)
+
+
 # -- 5. protocol methods and callbacks that raise --------------------------------------------
 
 
