@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from tests.support import requires
 
 import aloop
 from aloop._purity import COMPILED_MODULES
@@ -204,6 +205,7 @@ def copy_source(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(not PURE_RUN, reason="the compiled run checks the wheel instead")
+@requires("build", "setuptools", "mypy")  # the sdist, then pip's offline build step
 def test_sdist_without_compiler_installs_pure_and_says_why(tmp_path: Path) -> None:
     dependencies = built_wheel().parent  # mypy_extensions' wheel, for an offline install
     tree = copy_source(tmp_path)
