@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-import aloop
-from aloop.tooling.otel import LoopMetrics, instrument
-
+# Before aloop.tooling.otel too: it needs the OpenTelemetry API at import.
 pytest.importorskip(
     "opentelemetry.sdk", reason="opentelemetry-sdk is a dev dependency (scripts/env.sh)"
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import aloop
+from aloop.tooling.otel import LoopMetrics, instrument
 
 Points = dict[str, tuple[str, dict[Any, float]]]
 
