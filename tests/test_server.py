@@ -12,8 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import pytest
-from test.test_asyncio import utils as test_utils
-from tests.support import LoopFactory
+from tests.support import LoopFactory, client_context, requires_test_certs, server_context
 from tests.support import run_with_loop as run
 
 import aloop
@@ -328,10 +327,16 @@ def small_buffers(transport: Any) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
 
 
+TLS_OR_NOT = [
+    pytest.param(False, id="tcp"),
+    pytest.param(True, id="tls", marks=requires_test_certs),
+]
+
+
 def tls_contexts(tls: bool) -> tuple[Any, Any]:
     if not tls:
         return None, None
-    return test_utils.simple_server_sslcontext(), test_utils.simple_client_sslcontext()
+    return server_context(), client_context()
 
 
 class Logged(asyncio.Protocol):
@@ -472,7 +477,7 @@ def view(*names: str) -> list[tuple[str, ...]]:
     return [tuple(sorted(names))]
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("tls", TLS_OR_NOT)
 def test_server_connection_callbacks_run_in_their_own_context(
     loop_factory: LoopFactory, tls: bool
 ) -> None:
@@ -504,7 +509,7 @@ def test_server_connection_callbacks_run_in_their_own_context(
     assert run(loop_factory, lambda _loop: server_contexts(tls)) == expected
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("tls", TLS_OR_NOT)
 def test_client_connection_callbacks_run_in_their_own_context(
     loop_factory: LoopFactory, tls: bool
 ) -> None:
