@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from tests.conftest import run_with_loop
+from tests.support import LoopFactory, open_fds, run_with_loop
 from tests.test_faults import (
     CALLBACK,
     EMFILE_PRELUDE,
@@ -45,7 +45,6 @@ pytestmark = [
     pytest.mark.usefixtures("no_fd_leak"),
 ]
 
-LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 TIMEOUT = 60.0
 P = TypeVar("P", bound=asyncio.DatagramProtocol)
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # in the socket module from 3.14
@@ -58,10 +57,6 @@ async def until(condition: Callable[[], object], what: str) -> None:
     while not condition():
         assert loop.time() < deadline, f"gave up waiting for {what}"
         await asyncio.sleep(0.001)
-
-
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
 
 
 async def settle() -> None:
