@@ -1,15 +1,16 @@
 """Instruction counts per operation under callgrind: repeatable on a noisy machine.
 
-Every (benchmark, loop) pair runs twice under `valgrind --tool=callgrind`, at two
-workload sizes N1 < N2, each in a fresh process; the figure is the difference of the
-two runs' instruction counts divided by N2 - N1, so the start-up (interpreter, imports,
-loop creation, connecting) cancels out. Core benchmarks (bench/benchmarks.py) count
-per callback / switch / round trip / task / timer; echo servers (bench/net/servers.py)
-run under callgrind while bench/net's C client sends a fixed number of requests.
+Every (benchmark, loop) pair runs under `valgrind --tool=callgrind` at two workload
+sizes N1 < N2; the figure is the difference of the two runs' instruction counts divided
+by N2 - N1, so the start-up (interpreter, imports, loop creation, connecting) cancels
+out. Core benchmarks (bench/benchmarks.py) count per callback / switch / round trip /
+task / timer, all runs in one process (a warm-up, N1, N2; callgrind writes each as a
+part of its own); echo servers (bench/net/servers.py) run in a fresh process per size
+under callgrind while bench/net's C client sends a fixed number of requests.
 
     python bench/instructions.py                                  # everything, every loop installed
     python bench/instructions.py --bench chain,protocol --loops aloop,uvloop --top 15
-    python bench/instructions.py --loops aloop,aloop@.venv/wt/core   # main against a branch
+    python bench/instructions.py --loops aloop,aloop@../wt --diff aloop,aloop@../wt  # a branch
     scripts/python.sh 3.14 bench/instructions.py --json bench/results/instr-3.14.json
 
 A loop named `aloop@TREE` is aloop imported from TREE/src (PYTHONPATH), which must be
@@ -90,8 +91,12 @@ TIMER_WINDOW = 0.001
 # -- the child: one core workload in this process -------------------------------------
 
 
-def child_core(bench: str, loop: str, scale: float) -> int:
-    """Run one bench/benchmarks.py workload on a fresh loop; print its JSON result."""
+def child_core(bench: str, loop: str, scales: list[float]) -> int:
+    """Run a bench/benchmarks.py workload on a fresh loop per scale; print the JSON results.
+
+    With several scales, `os.getpgrp()` (the marker callgrind dumps before: see
+    MARKER) is called before the first run and after each, so each run's
+    instructions land in a part of their own."""
     import dataclasses
 
     import benchmarks
@@ -99,9 +104,17 @@ def child_core(bench: str, loop: str, scale: float) -> int:
 
     benchmarks.TIMER_WINDOW = TIMER_WINDOW
     _, factory = import_loop(loop)
-    result = run_on_fresh_loop(benchmarks.BY_NAME[bench], factory, scale)
-    sys.stdout.write(json.dumps(dataclasses.asdict(result)) + "\n")
-    return 0 if result.observed == result.expected else 2
+    marked = len(scales) > 1
+    if marked:
+        os.getpgrp()
+    wrong = False
+    for scale in scales:
+        result = run_on_fresh_loop(benchmarks.BY_NAME[bench], factory, scale)
+        if marked:
+            os.getpgrp()
+        wrong = wrong or result.observed != result.expected
+        sys.stdout.write(json.dumps(dataclasses.asdict(result)) + "\n")
+    return 2 if wrong else 0
 
 
 # -- callgrind output ---------------------------------------------------------------
@@ -203,18 +216,37 @@ def valgrind_command(out: Path) -> list[str]:
     return ["valgrind", "--tool=callgrind", "-q", f"--callgrind-out-file={out}"]
 
 
-def count_core(python: str, case: Case, loop: Loop, ops: int, out: Path) -> dict[str, Any]:
-    """One core run under callgrind; its result (with `status`)."""
-    command = [*valgrind_command(out), python, str(Path(__file__).resolve())]
-    command += ["--child", case.bench, loop.module, repr(case.scale_for(ops))]
+# libc's getpgrp(), which nothing else calls: callgrind writes a part before each call.
+MARKER = "getpgrp"
+
+
+def count_core(python: str, case: Case, loop: Loop, out: Path) -> dict[str, Any]:
+    """One process under callgrind runs the workload at N1 (a warm-up), N1 and N2.
+
+    Each run is a part of the profile of its own (callgrind --dump-before the
+    marker): out.3 is the N1 run, out.4 the N2 run. The warm-up makes both runs
+    find the same caches, free lists and specialized bytecode, and one
+    interpreter start serves both sizes."""
+    for stale in out.parent.glob(out.name + ".*"):  # parts of an earlier run (--keep)
+        stale.unlink()
+    n1, n2 = case.sizes
+    scales = ",".join(repr(case.scale_for(n)) for n in (n1, n1, n2))
+    command = [*valgrind_command(out), f"--dump-before={MARKER}"]
+    command += [python, str(Path(__file__).resolve()), "--child", case.bench, loop.module, scales]
     proc = subprocess.run(
         command, capture_output=True, text=True, env=loop.env(), timeout=3600, check=False
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode not in (0, 2) or not lines:
         return {"status": "error", "error": f"exit {proc.returncode}: {proc.stderr[-1500:]}"}
+    parts = sorted(out.parent.glob(out.name + ".*"))
+    if len(parts) != 4:  # start-up, warm-up, N1, N2 (the rest, to the exit, is `out`)
+        names = ", ".join(p.name for p in parts)
+        return {"status": "error", "error": f"expected 4 profile parts, found: {names}"}
     result: dict[str, Any] = json.loads(lines[-1])
     status = "ok" if proc.returncode == 0 else "wrong"
+    if status == "wrong":
+        result["error"] = "a run did not do its work: " + " | ".join(lines)
     return {"status": status, **result}
 
 
@@ -305,25 +337,29 @@ class Cell:
     ops: tuple[int, int] = (0, 0)
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str = ""
+    # Own instructions per operation of every function (the same difference of two runs).
+    functions: dict[str, float] = field(default_factory=dict)
 
 
 def measure(args: argparse.Namespace, case: Case, loop: Loop, workdir: Path, top: int) -> Cell:
     profiles: list[Profile] = []
     ops_done: list[int] = []
-    for ops in case.sizes:
+    if case.kind == "core":
+        out = workdir / f"callgrind.{case.name}.{safe(loop.label)}.out"
+        result = count_core(args.python, case, loop, out)
+        if result["status"] != "ok":
+            return Cell(status=result["status"], error=str(result.get("error", result)))
+        profiles = [read_profile(out.with_name(f"{out.name}.{part}")) for part in (3, 4)]
+        ops_done = list(case.sizes)
+    for ops in case.sizes if case.kind == "echo" else ():
         out = workdir / f"callgrind.{case.name}.{safe(loop.label)}.{ops}.out"
-        if case.kind == "core":
-            result = count_core(args.python, case, loop, ops, out)
-            done = ops
-        else:
-            result = count_echo(args.python, case, loop, ops, out, args.conns)
-            done = int(result.get("requests", 0))
+        result = count_echo(args.python, case, loop, ops, out, args.conns)
         if result["status"] != "ok":
             return Cell(status=result["status"], error=str(result.get("error", result)))
         if not out.exists():
             return Cell(status="error", error=f"callgrind wrote no {out.name}")
         profiles.append(read_profile(out))
-        ops_done.append(done)
+        ops_done.append(int(result["requests"]))
     (small, large), (n1, n2) = profiles, ops_done
     span = n2 - n1
     cell = Cell(
@@ -331,10 +367,11 @@ def measure(args: argparse.Namespace, case: Case, loop: Loop, workdir: Path, top
         totals=(small.total, large.total),
         ops=(n1, n2),
     )
+    names = set(small.functions) | set(large.functions)
+    deltas = {n: (large.functions.get(n, 0) - small.functions.get(n, 0)) / span for n in names}
+    cell.functions = {n: d for n, d in deltas.items() if abs(d) >= 0.05}
     if top:
-        names = set(small.functions) | set(large.functions)
-        deltas = {n: (large.functions.get(n, 0) - small.functions.get(n, 0)) / span for n in names}
-        cell.top = sorted(deltas.items(), key=lambda item: -item[1])[:top]
+        cell.top = sorted(cell.functions.items(), key=lambda item: -item[1])[:top]
     return cell
 
 
@@ -426,6 +463,23 @@ def render(
     return ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def render_diff(case: Case, base: Cell, other: Cell, labels: tuple[str, str], n: int) -> list[str]:
+    """The `n` functions whose own instructions per operation changed most from base."""
+    if base.per_op is None or other.per_op is None:
+        return []
+    names = set(base.functions) | set(other.functions)
+    changes = {x: other.functions.get(x, 0.0) - base.functions.get(x, 0.0) for x in names}
+    biggest = sorted(changes.items(), key=lambda item: -abs(item[1]))[:n]
+    lines = [
+        f"{case.name}: {labels[0]} {base.per_op:,.0f} -> {labels[1]} {other.per_op:,.0f} "
+        f"instructions per {case.unit} ({other.per_op - base.per_op:+,.0f})"
+    ]
+    for name, change in biggest:
+        was, now = base.functions.get(name, 0.0), other.functions.get(name, 0.0)
+        lines.append(f"  {change:+10,.1f}  {was:10,.1f} -> {now:10,.1f}  {name}")
+    return [*lines, ""]
+
+
 def render_top(case: Case, loop: Loop, cell: Cell) -> list[str]:
     if not cell.top or cell.per_op is None:
         return []
@@ -464,13 +518,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--bench", help=f"names or prefixes, or core / echo: {', '.join(BY_NAME)}")
     add("--top", type=int, default=0, metavar="N", help="top N functions per benchmark and loop")
+    add(
+        "--diff",
+        metavar="A,B",
+        help="two loops of --loops (e.g. aloop,aloop@TREE): the functions whose own "
+        "instructions per operation differ most between them (--top N of them, default 15)",
+    )
     add("--conns", type=int, default=DEFAULT_CONNS, help="echo connections (default 1)")
     add("--sizes", help="N1,N2 operations for every benchmark (default: per benchmark)")
     add("--python", default=sys.executable, help="interpreter to run the workloads under")
     add("--keep", type=Path, metavar="DIR", help="keep the callgrind.out files here")
     add("--json", type=Path, metavar="OUT", help="write the figures here")
     add("--allow-pure", action="store_true", help="count an aloop that is not compiled")
-    add("--child", nargs=3, metavar=("BENCH", "LOOP", "SCALE"), help=argparse.SUPPRESS)
+    add("--child", nargs=3, metavar=("BENCH", "LOOP", "SCALES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sizes:
         n1, n2 = (int(x) for x in args.sizes.split(","))
@@ -483,8 +543,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
-        bench, loop, scale = args.child
-        return child_core(bench, loop, float(scale))
+        bench, loop, scales = args.child
+        return child_core(bench, loop, [float(x) for x in scales.split(",")])
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     cases = select_cases(args.bench)
@@ -493,6 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     explicit = args.loops is not None
     specs = (args.loops or "asyncio,uvloop,rloop,zuvloop,aloop").split(",")
     loops = [Loop.parse(s.strip()) for s in specs if s.strip()]
+    diff: tuple[str, str] | None = None
+    if args.diff:
+        first, _, second = args.diff.partition(",")
+        if not {first, second} <= {x.label for x in loops} or first == second:
+            raise SystemExit(f"--diff {args.diff}: name two different loops of --loops")
+        diff = (first, second)
     info = {x.label: describe(args.python, x) for x in loops}
     for loop in loops:
         desc = info[loop.label]
@@ -542,6 +608,16 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             for loop in shown:
                 lines += render_top(case, loop, cells[(case.name, loop.label)])
+    if diff is not None:
+        lines += [
+            "",
+            f"Largest changes of own instructions per operation, {diff[0]} -> {diff[1]}:",
+            "",
+        ]
+        for case in cases:
+            base, other = cells.get((case.name, diff[0])), cells.get((case.name, diff[1]))
+            if base is not None and other is not None:
+                lines += render_diff(case, base, other, diff, args.top or 15)
     print("\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
