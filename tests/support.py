@@ -16,7 +16,6 @@ import re
 import ssl
 import threading
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -195,12 +194,12 @@ def client_context(*, verify: bool = False) -> ssl.SSLContext:
 
 
 def aloop_env() -> dict[str, str]:
-    """Environment for a child Python: the installed aloop if any, else the source tree."""
-    env = dict(os.environ)
-    if importlib.util.find_spec("aloop") is None:
-        src = str(Path(__file__).resolve().parents[1] / "src")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
+    """Environment for a child Python: this one's, so it imports the same aloop.
+
+    That is the installed aloop, or the source tree where PYTHONPATH names it
+    (and ALOOP_PURE=1 passes on with it).
+    """
+    return dict(os.environ)
 
 
 def open_fds() -> int:
