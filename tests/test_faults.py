@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from tests.conftest import LoopFactory, aloop_env, run_with_loop
+from tests.support import LoopFactory, aloop_env, run_with_loop
 
 pytestmark = [
     pytest.mark.skipif(

@@ -18,30 +18,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from test.test_asyncio import utils as test_utils
-from tests.conftest import LoopFactory
-from tests.conftest import run_with_loop as run
+from tests.support import (
+    LoopFactory,
+    client_context,
+    pattern,
+    requires_test_certs,
+    server_context,
+)
+from tests.support import run_with_loop as run
 
 import aloop
 
-pytestmark = pytest.mark.usefixtures("no_fd_leak")
+pytestmark = [pytest.mark.usefixtures("no_fd_leak"), requires_test_certs]
 
 # Nothing here should take long; a hang fails the test after this many seconds.
 DEADLINE = 20.0
-
-
-def server_context() -> ssl.SSLContext:
-    return test_utils.simple_server_sslcontext()  # type: ignore[no-any-return]
-
-
-def client_context() -> ssl.SSLContext:
-    return test_utils.simple_client_sslcontext()  # type: ignore[no-any-return]
-
-
-def pattern(size: int, seed: int = 7) -> bytes:
-    """Bytes whose order matters: a lost, doubled or swapped piece shows."""
-    block = bytes((seed + i) % 251 for i in range(251))
-    return (block * (size // len(block) + 1))[:size]
 
 
 def reset(sock: socket.socket) -> None:
@@ -730,14 +721,6 @@ def child_program(loop_factory: LoopFactory, report: int) -> None:
         os.write(report, f"{inherited} {got}".encode())
     finally:
         os._exit(0)
-
-
-def _run_on(loop_factory: LoopFactory, main: Callable[[], Any]) -> Any:
-    loop = loop_factory()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
 
 
 FORK_INNER = "ALOOP_TEST_FORK_INNER"

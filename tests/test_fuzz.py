@@ -12,6 +12,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+pytest.importorskip("hypothesis", reason="needs hypothesis (a dev dependency: scripts/env.sh)")
+
 from hypothesis import HealthCheck, find, given, settings
 
 ROOT = Path(__file__).resolve().parents[1]
