@@ -573,7 +573,7 @@ def test_echo_of_growing_and_shrinking_messages(loop_factory: LoopFactory) -> No
 def test_read_size_follows_the_last_read(aloop_loop: Any) -> None:
     """aloop's own sizing: twice the last event's bytes, at least SMALL_READ; a
     first read that fills its buffer is continued, so each message arrives whole."""
-    from aloop._transports.streamcore import SMALL_READ
+    from aloop._transports.stream import SMALL_READ
 
     class Recorder(asyncio.Protocol):
         def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""aloop's own TLS layer (``aloop._transports.sslproto``), differential against the stdlib loop.
+"""aloop's own TLS layer (``aloop._transports.tls``), differential against the stdlib loop.
 
 Real loopback connections (socket pairs), each program run on both loops with the
 same expected result: flow control both ways with slow readers, close_notify on
@@ -24,7 +24,7 @@ from tests.support import run_with_loop as run
 from tests.test_tls import skip_stdlib_before
 
 import aloop
-from aloop._transports.sslproto import SSLProtocol, SSLTransport
+from aloop._transports.tls import SSLProtocol, SSLTransport
 
 pytestmark = [pytest.mark.usefixtures("no_fd_leak"), requires_test_certs]
 
@@ -774,12 +774,12 @@ def test_cpython_sslprotocol_unit_tests_pass_on_ours(monkeypatch: pytest.MonkeyP
 
     from test.test_asyncio import test_sslproto
 
-    from aloop._transports import sslproto
+    from aloop._transports import tls
 
     ours = types.SimpleNamespace(
-        SSLProtocol=sslproto.SSLProtocol,
-        SSLProtocolState=sslproto.TLSState,
-        AppProtocolState=sslproto.AppState,
+        SSLProtocol=tls.SSLProtocol,
+        SSLProtocolState=tls.TLSState,
+        AppProtocolState=tls.AppState,
     )
     monkeypatch.setattr(test_sslproto, "sslproto", ours)
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(test_sslproto.SslProtoHandshakeTests)

@@ -27,9 +27,9 @@ COMPILED_MODULES = (
     "aloop._core.clock",
     "aloop._core.lifetime",
     "aloop._core.scheduler",
-    "aloop._transports.sockcore",
-    "aloop._transports.streamcore",
-    "aloop._transports.dgramcore",
+    "aloop._transports.base",
+    "aloop._transports.stream",
+    "aloop._transports.datagram",
 )
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

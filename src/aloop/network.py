@@ -7,22 +7,28 @@ A mixin of ``Loop``; each method is a thin entry point into the module of
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 import socket
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aloop._core.fdtable import fileno_or_none
-from aloop._transports import connect, datagram, dns, sendfile, server, sockops, tls
+from aloop._transports import connect, dns, endpoint, sendfile, server, sockops, tls
+from aloop._transports.base import logger
+
+if TYPE_CHECKING:
+    # What the transports ask of the loop, ``Loop`` provides (checked by mypy only).
+    from aloop._core.loopapi import LoopAPI as _LoopAPI
+else:
+    _LoopAPI = object
 
 __all__ = ["NetworkMixin"]
 
 _ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
-class NetworkMixin:
+class NetworkMixin(_LoopAPI):
     """sock_*, DNS, connections, servers, datagram endpoints, sendfile and TLS."""
 
     # Their types; BaseLoop.__init__ sets both to None in its native struct
@@ -58,20 +64,20 @@ class NetworkMixin:
     def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
         self._ensure_fd_no_transport(fd)
-        return self._add_reader(fd, callback, *args)  # type: ignore[attr-defined]
+        return self._add_reader(fd, callback, *args)
 
     def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> Any:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
         self._ensure_fd_no_transport(fd)
-        return self._add_writer(fd, callback, *args)  # type: ignore[attr-defined]
+        return self._add_writer(fd, callback, *args)
 
     def remove_reader(self, fd: Any) -> bool:
         self._ensure_fd_no_transport(fd)
-        return self._remove_reader(fd)  # type: ignore[attr-defined,no-any-return]
+        return self._remove_reader(fd)
 
     def remove_writer(self, fd: Any) -> bool:
         self._ensure_fd_no_transport(fd)
-        return self._remove_writer(fd)  # type: ignore[attr-defined,no-any-return]
+        return self._remove_writer(fd)
 
     def _close_network(self) -> None:
         """Called by ``Loop.close()`` before the scheduler releases its fds."""
@@ -182,7 +188,7 @@ class NetworkMixin:
         remote_addr: Any = None,
         **kw: Any,
     ) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
-        return await datagram.create_datagram_endpoint(
+        return await endpoint.create_datagram_endpoint(
             self, protocol_factory, local_addr, remote_addr, **kw
         )
 
@@ -215,7 +221,7 @@ class NetworkMixin:
         except FileNotFoundError:
             pass
         except OSError as err:
-            server.logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
+            logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # -- TLS -------------------------------------------------------------------------
 
@@ -227,19 +233,3 @@ class NetworkMixin:
         **kw: Any,
     ) -> asyncio.Transport:
         return await tls.start_tls(self, transport, protocol, sslcontext, **kw)
-
-    def _check_tls_available(self) -> None:
-        tls.check_available()
-
-    def _make_tls_transport(self, rawsock: socket.socket, *args: Any, **kw: Any) -> Any:
-        return tls.make_tls_transport(self, rawsock, *args, **kw)
-
-    def _accept_tls(
-        self,
-        conn: socket.socket,
-        protocol: Any,
-        extra: dict[str, Any],
-        srv: server.Server,
-        context: contextvars.Context | None = None,
-    ) -> None:
-        tls.accept_tls(self, conn, protocol, extra, srv, context)

@@ -22,7 +22,11 @@ from aloop._transports.pipes import ReadPipeTransport, WritePipeTransport
 from aloop._transports.subprocess import SubprocessTransport
 
 if TYPE_CHECKING:
+    # What the transports ask of the loop, ``Loop`` provides (checked by mypy only).
+    from aloop._core.loopapi import LoopAPI as _LoopAPI
     from aloop._core.scheduler import BaseLoop
+else:
+    _LoopAPI = object
 
 __all__ = ["ProcessMixin"]
 
@@ -47,7 +51,7 @@ def _refuse_text_mode(
         raise ValueError("errors must be None")
 
 
-class ProcessMixin:
+class ProcessMixin(_LoopAPI):
     """subprocess_exec/shell, connect_read_pipe/write_pipe, add/remove_signal_handler."""
 
     # Their types; BaseLoop.__init__ sets both to None in its native struct

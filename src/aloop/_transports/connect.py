@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aloop._transports import dns
+from aloop._core.loopapi import LoopAPI
+from aloop._transports import dns, tls
+from aloop._transports.base import logger
 from aloop._transports.sockops import refuse_ssl_socket
 from aloop._transports.stream import StreamTransport, client_context
 
@@ -26,8 +27,6 @@ __all__ = [
     "interleave_addrinfos",
     "make_transport",
 ]
-
-logger = logging.getLogger("asyncio")
 
 
 def interleave_addrinfos(infos: list[dns.AddrInfo], first_family_count: int = 1) -> list[Any]:
@@ -90,7 +89,7 @@ def _bind_local(
 
 
 async def _connect_one(
-    loop: Any,
+    loop: LoopAPI,
     info: dns.AddrInfo,
     local_infos: list[dns.AddrInfo] | None,
     errors: list[OSError],
@@ -128,7 +127,7 @@ def _close_quietly(sock: socket.socket | None) -> None:
 
 
 async def _staggered(
-    loop: Any, attempts: list[Callable[[], Awaitable[socket.socket]]], delay: float
+    loop: LoopAPI, attempts: list[Callable[[], Coroutine[Any, Any, socket.socket]]], delay: float
 ) -> socket.socket | None:
     """Happy Eyeballs: start an attempt every ``delay`` s (or when one fails); first wins.
 
@@ -178,7 +177,7 @@ async def _staggered(
 
 
 async def make_transport(
-    loop: Any,
+    loop: LoopAPI,
     sock: socket.socket,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     ssl: Any,
@@ -196,8 +195,8 @@ async def make_transport(
     waiter = loop.create_future()
     transport: asyncio.BaseTransport
     if ssl:
-        transport = loop._make_tls_transport(
-            sock, protocol, None if isinstance(ssl, bool) else ssl, waiter,
+        transport = tls.make_tls_transport(
+            loop, sock, protocol, None if isinstance(ssl, bool) else ssl, waiter,
             server_side=server_side, server_hostname=server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout, context=context,
@@ -237,7 +236,7 @@ def _check_ssl_args(
         raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
 
 
-async def _resolve(loop: Any, address: Any, family: int, proto: int, flags: int) -> list[Any]:
+async def _resolve(loop: LoopAPI, address: Any, family: int, proto: int, flags: int) -> list[Any]:
     infos = await dns.ensure_resolved(
         loop, address, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
     )
@@ -247,7 +246,7 @@ async def _resolve(loop: Any, address: Any, family: int, proto: int, flags: int)
 
 
 async def _connect_host(
-    loop: Any,
+    loop: LoopAPI,
     host: Any,
     port: Any,
     family: int,
@@ -276,7 +275,7 @@ async def _connect_host(
                 continue
     else:
         _check_delay(happy_eyeballs_delay)
-        attempts: list[Callable[[], Awaitable[socket.socket]]] = [
+        attempts: list[Callable[[], Coroutine[Any, Any, socket.socket]]] = [
             functools.partial(_connect_one, loop, info, local_infos, errors) for info in infos
         ]
         sock = await _staggered(loop, attempts, happy_eyeballs_delay)
@@ -291,7 +290,7 @@ async def _connect_host(
 
 
 async def create_connection(
-    loop: Any,
+    loop: LoopAPI,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     host: Any = None,
     port: Any = None,
@@ -317,7 +316,7 @@ async def create_connection(
         server_hostname = host
     _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl:
-        loop._check_tls_available()
+        tls.check_available()
     if sock is not None:
         refuse_ssl_socket(sock)
     if happy_eyeballs_delay is not None and interleave is None:
@@ -348,7 +347,7 @@ async def create_connection(
 
 
 async def create_unix_connection(
-    loop: Any,
+    loop: LoopAPI,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     path: Any = None,
     *,
@@ -361,7 +360,7 @@ async def create_unix_connection(
     if ssl:
         if server_hostname is None:
             raise ValueError("you have to pass server_hostname when using ssl")
-        loop._check_tls_available()
+        tls.check_available()
     else:
         if server_hostname is not None:
             raise ValueError("server_hostname is only meaningful with ssl")
@@ -391,7 +390,7 @@ async def create_unix_connection(
 
 
 async def connect_accepted_socket(
-    loop: Any,
+    loop: LoopAPI,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     sock: Any,
     *,
@@ -403,7 +402,7 @@ async def connect_accepted_socket(
         raise ValueError(f"A Stream Socket was expected, got {sock!r}")
     _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl:
-        loop._check_tls_available()
+        tls.check_available()
     refuse_ssl_socket(sock)
     transport, protocol = await make_transport(
         loop, sock, protocol_factory, ssl, "", server_side=True,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from aloop._core.loopapi import LoopAPI
+
 __all__ = ["AddrInfo", "ensure_resolved", "getaddrinfo", "getnameinfo", "numeric_addrinfo"]
 
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
@@ -91,7 +93,7 @@ def _numeric_host(host: Any) -> bool:
 
 
 async def getaddrinfo(
-    loop: Any,
+    loop: LoopAPI,
     host: Any,
     port: Any,
     family: int = 0,
@@ -109,7 +111,7 @@ async def getaddrinfo(
     )
 
 
-async def getnameinfo(loop: Any, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
+async def getnameinfo(loop: LoopAPI, sockaddr: tuple[Any, ...], flags: int = 0) -> tuple[str, str]:
     """``socket.getnameinfo`` in the executor."""
     return await loop.run_in_executor(  # type: ignore[no-any-return]
         None, socket.getnameinfo, sockaddr, flags
@@ -117,7 +119,7 @@ async def getnameinfo(loop: Any, sockaddr: tuple[Any, ...], flags: int = 0) -> t
 
 
 async def ensure_resolved(
-    loop: Any,
+    loop: LoopAPI,
     address: tuple[Any, ...],
     *,
     family: int = 0,
@@ -134,6 +136,4 @@ async def ensure_resolved(
     info = numeric_addrinfo(host, port, family, type, proto, *address[2:])
     if info is not None:
         return [info]
-    return await loop.getaddrinfo(  # type: ignore[no-any-return]
-        host, port, family=family, type=type, proto=proto, flags=flags
-    )
+    return await loop.getaddrinfo(host, port, family=family, type=type, proto=proto, flags=flags)

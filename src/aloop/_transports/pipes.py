@@ -2,7 +2,7 @@
 
 ``ReadPipeTransport`` feeds what it reads to ``protocol.data_received`` and
 reports EOF; ``WritePipeTransport`` buffers what the fd cannot take yet and
-applies asyncio's write flow control (``WriteFlowControl``). Both put the fd
+applies asyncio's write flow control (``base.WriteFlow``). Both put the fd
 in non-blocking mode and own the pipe object: closing the transport closes it.
 
 The order of protocol calls is asyncio's: ``connection_made`` first, reading
@@ -13,200 +13,107 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import logging
 import os
 import stat
 import warnings
 from collections.abc import Callable
 from typing import Any
 
-from aloop._transports.base import WriteFlowControl
+from aloop._core.loopapi import LoopAPI
+from aloop._transports.base import (
+    LOST_WRITES_BEFORE_WARNING,
+    MAX_READ,
+    WOULD_BLOCK,
+    WriteFlow,
+    logger,
+    report_fatal,
+    set_result_unless_cancelled,
+)
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
-
-_logger = logging.getLogger("asyncio")
-
-# Bytes read per readiness event: asyncio's figure, so one busy pipe cannot
-# hold the loop for long.
-MAX_READ = 256 * 1024
-
-# After this many writes to a lost pipe, each further one logs a warning (asyncio's figure).
-_LOST_WRITES_BEFORE_WARNING = 5
-
-
-def _set_result_unless_cancelled(waiter: asyncio.Future[None]) -> None:
-    if not waiter.cancelled():
-        waiter.set_result(None)
 
 
 def _fd_mode(fileno: int) -> int:
     return os.fstat(fileno).st_mode
 
 
-def _report_fatal(loop: Any, transport: Any, exc: BaseException, message: str, quiet: bool) -> None:
-    """Report an I/O error through the exception handler, unless it is an expected one.
+class _PipeTransport(asyncio.BaseTransport):
+    """What both ends share: the pipe, its fd, the protocol and the end of the connection.
 
-    ``quiet``: the error is the other side going away (a pty's EIO, a closed
-    reader); the protocol hears of it in ``connection_lost``, so only debug mode logs it.
+    The pipe is held only once it is accepted (``__del__`` must not close a
+    refused one); ``connection_lost()`` lets go of the pipe, the protocol and
+    the loop.
     """
-    if quiet:
-        if loop.get_debug():
-            _logger.debug("%r: %s", transport, message, exc_info=True)
-        return
-    loop.call_exception_handler(
-        {
-            "message": message,
-            "exception": exc,
-            "transport": transport,
-            "protocol": transport._protocol,
-        }
-    )
 
-
-def _release_if_loop_closed(transport: Any) -> bool:
-    """Closing after the loop closed: close the pipe now, as no callback will ever run.
-
-    True also when the transport is already released (nothing left to close).
-    """
-    loop = transport._loop
-    if loop is not None and not loop.is_closed():
-        return False
-    if transport._pipe is not None:
-        transport._pipe.close()
-    transport._pipe = None
-    transport._protocol = None
-    transport._loop = None
-    return True
-
-
-def _repr_head(transport: Any) -> tuple[list[str], bool]:
-    """The repr words both pipe transports share, and whether the pipe is live on its loop."""
-    info = [type(transport).__name__]
-    if transport._pipe is None:
-        info.append("closed")
-    elif transport._closing:
-        info.append("closing")
-    info.append(f"fd={transport._fileno}")
-    if transport._pipe is None:
-        info.append("closed")
-    elif transport._loop is None or transport._loop.is_closed():
-        info.append("open")
-    else:
-        return info, True
-    return info, False
-
-
-class ReadPipeTransport(asyncio.ReadTransport):
-    """The read end of a pipe-like fd."""
-
-    max_size = MAX_READ
-
-    def __init__(
-        self,
-        loop: Any,
-        pipe: Any,
-        protocol: asyncio.BaseProtocol,
-        waiter: asyncio.Future[None] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, pipe: Any, extra: dict[str, Any] | None) -> None:
         extra = {} if extra is None else extra
         extra["pipe"] = pipe
         super().__init__(extra)
-        # Not holding the pipe until it is accepted: __del__ must not close a refused one.
         self._pipe: Any = None
         self._closing = False
-        self._paused = False
         self._fileno: int = pipe.fileno()
-        mode = _fd_mode(self._fileno)
-        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
-            raise ValueError("Pipe transport is for pipes/sockets only.")
-        self._loop: Any = loop
+
+    def _open(self, loop: LoopAPI, pipe: Any, protocol: asyncio.BaseProtocol) -> None:
+        """Hold the pipe, make its fd non-blocking and schedule ``connection_made()``."""
+        self._loop: LoopAPI | None = loop
         self._pipe = pipe
         self._protocol: Any = protocol
         os.set_blocking(self._fileno, False)
         loop.call_soon(protocol.connection_made, self)
-        # Start reading only once connection_made() has run.
-        loop.call_soon(self._start_reading)
-        if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter)
 
-    def __repr__(self) -> str:
-        info, live = _repr_head(self)
-        if live:
-            info.append("polling" if self.is_reading() else "idle")
-        return "<{}>".format(" ".join(info))
+    @property
+    def _live_loop(self) -> LoopAPI:
+        """The loop, until ``connection_lost()`` has run."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"{self!r} is closed")
+        return loop
+
+    def _repr_head(self) -> tuple[list[str], bool]:
+        """The repr words both ends share, and whether the pipe is live on its loop."""
+        info = [type(self).__name__]
+        if self._pipe is None:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._fileno}")
+        if self._pipe is None:
+            info.append("closed")
+        elif self._loop is None or self._loop.is_closed():
+            info.append("open")
+        else:
+            return info, True
+        return info, False
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if self._pipe is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._pipe.close()
 
-    def _start_reading(self) -> None:
-        if self.is_reading():
-            self._loop._add_reader(self._fileno, self._read_ready)
-
-    def _read_ready(self) -> None:
-        try:
-            data = os.read(self._fileno, self.max_size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._fatal_error(exc, "Fatal read error on pipe transport")
-            return
-        if data:
-            self._protocol.data_received(data)
-            return
-        # EOF: the write end is closed everywhere.
-        if self._loop.get_debug():
-            _logger.info("%r was closed by peer", self)
-        self._closing = True
-        self._loop._remove_reader(self._fileno)
-        self._loop.call_soon(self._protocol.eof_received)
-        self._loop.call_soon(self._call_connection_lost, None)
-
-    def is_reading(self) -> bool:
-        return not self._paused and not self._closing
-
-    def pause_reading(self) -> None:
-        if not self.is_reading():
-            return
-        self._paused = True
-        self._loop._remove_reader(self._fileno)
-        if self._loop.get_debug():
-            _logger.debug("%r pauses reading", self)
-
-    def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        self._loop._add_reader(self._fileno, self._read_ready)
-        if self._loop.get_debug():
-            _logger.debug("%r resumes reading", self)
-
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[no-any-return]
+        protocol: asyncio.BaseProtocol = self._protocol
+        return protocol
 
     def is_closing(self) -> bool:
         return self._closing
 
-    def close(self) -> None:
-        if not self._closing:
-            self._close(None)
+    def _released_if_loop_closed(self) -> bool:
+        """Closing after the loop closed: close the pipe now, as no callback will ever run.
 
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        quiet = isinstance(exc, OSError) and exc.errno == errno.EIO
-        _report_fatal(self._loop, self, exc, message, quiet)
-        self._close(exc)
-
-    def _close(self, exc: BaseException | None) -> None:
-        self._closing = True
-        if _release_if_loop_closed(self):
-            return
-        self._loop._remove_reader(self._fileno)
-        self._loop.call_soon(self._call_connection_lost, exc)
+        True also when the transport is already released (nothing left to close).
+        """
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            return False
+        if self._pipe is not None:
+            self._pipe.close()
+        self._pipe = None
+        self._protocol = None
+        self._loop = None
+        return True
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
@@ -218,62 +125,153 @@ class ReadPipeTransport(asyncio.ReadTransport):
             self._loop = None
 
 
-class WritePipeTransport(WriteFlowControl):
-    """The write end of a pipe-like fd, with a write buffer and flow control."""
+class ReadPipeTransport(_PipeTransport, asyncio.ReadTransport):
+    """The read end of a pipe-like fd."""
+
+    max_size = MAX_READ
 
     def __init__(
         self,
-        loop: Any,
+        loop: LoopAPI,
         pipe: Any,
         protocol: asyncio.BaseProtocol,
         waiter: asyncio.Future[None] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        extra = {} if extra is None else extra
-        extra["pipe"] = pipe
-        super().__init__(extra)
-        # Not holding the pipe until it is accepted: __del__ must not close a refused one.
-        self._pipe: Any = None
+        super().__init__(pipe, extra)
+        self._paused = False
+        mode = _fd_mode(self._fileno)
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)):
+            raise ValueError("Pipe transport is for pipes/sockets only.")
+        self._open(loop, pipe, protocol)
+        # Start reading only once connection_made() has run.
+        loop.call_soon(self._start_reading)
+        if waiter is not None:
+            loop.call_soon(set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self) -> str:
+        info, live = self._repr_head()
+        if live:
+            info.append("polling" if self.is_reading() else "idle")
+        return "<{}>".format(" ".join(info))
+
+    def _start_reading(self) -> None:
+        if self.is_reading():
+            self._live_loop._add_reader(self._fileno, self._read_ready)
+
+    def _read_ready(self) -> None:
+        try:
+            data = os.read(self._fileno, self.max_size)
+        except WOULD_BLOCK:
+            return
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal read error on pipe transport")
+            return
+        if data:
+            self._protocol.data_received(data)
+            return
+        # EOF: the write end is closed everywhere.
+        if self._live_loop.get_debug():
+            logger.info("%r was closed by peer", self)
+        self._closing = True
+        self._live_loop._remove_reader(self._fileno)
+        self._live_loop.call_soon(self._protocol.eof_received)
+        self._live_loop.call_soon(self._call_connection_lost, None)
+
+    def is_reading(self) -> bool:
+        return not self._paused and not self._closing
+
+    def pause_reading(self) -> None:
+        if not self.is_reading():
+            return
+        self._paused = True
+        self._live_loop._remove_reader(self._fileno)
+        if self._live_loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        self._live_loop._add_reader(self._fileno, self._read_ready)
+        if self._live_loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def close(self) -> None:
+        if not self._closing:
+            self._close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        # A pty's EIO is the other side going away.
+        quiet = isinstance(exc, OSError) and exc.errno == errno.EIO
+        report_fatal(self._live_loop, self, self._protocol, exc, message, quiet)
+        self._close(exc)
+
+    def _close(self, exc: BaseException | None) -> None:
+        self._closing = True
+        if self._released_if_loop_closed():
+            return
+        self._live_loop._remove_reader(self._fileno)
+        self._live_loop.call_soon(self._call_connection_lost, exc)
+
+
+class WritePipeTransport(_PipeTransport, asyncio.Transport):
+    """The write end of a pipe-like fd, with a write buffer and flow control."""
+
+    def __init__(
+        self,
+        loop: LoopAPI,
+        pipe: Any,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(pipe, extra)
+        self._flow = WriteFlow()
         self._buffer = bytearray()
         self._conn_lost = 0
-        self._closing = False
-        self._fileno: int = pipe.fileno()
         mode = _fd_mode(self._fileno)
         is_socket = stat.S_ISSOCK(mode)
         is_fifo = stat.S_ISFIFO(mode)
         if not (stat.S_ISCHR(mode) or is_fifo or is_socket):
             raise ValueError("Pipe transport is only for pipes, sockets and character devices")
-        self._loop = loop
-        self._pipe = pipe
-        self._protocol = protocol
-        os.set_blocking(self._fileno, False)
-        loop.call_soon(protocol.connection_made, self)
+        self._open(loop, pipe, protocol)
         if is_socket or is_fifo:
             # The write end of a pipe turns readable when the read end is closed:
             # that is how the transport learns the reader went away.
             loop.call_soon(loop._add_reader, self._fileno, self._read_ready)
         if waiter is not None:
-            loop.call_soon(_set_result_unless_cancelled, waiter)
+            loop.call_soon(set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
-        info, live = _repr_head(self)
+        info, live = self._repr_head()
         if live:
             info.append("polling" if self._buffer else "idle")
             info.append(f"bufsize={self.get_write_buffer_size()}")
         return "<{}>".format(" ".join(info))
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if self._pipe is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
-
     def get_write_buffer_size(self) -> int:
         return len(self._buffer)
 
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._flow.limits()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._flow.set_limits(high, low)
+        self._maybe_pause_protocol()
+
+    def _maybe_pause_protocol(self) -> None:
+        if self._loop is not None:
+            self._flow.buffered(len(self._buffer), self._loop, self, self._protocol)
+
+    @property
+    def _protocol_paused(self) -> bool:
+        return self._flow.paused
+
     def _read_ready(self) -> None:
         # The reader closed its end (pipes never carry data this way).
-        if self._loop.get_debug():
-            _logger.info("%r was closed by peer", self)
+        if self._live_loop.get_debug():
+            logger.info("%r was closed by peer", self)
         self._close(BrokenPipeError() if self._buffer else None)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -286,15 +284,15 @@ class WritePipeTransport(WriteFlowControl):
         if not data:
             return
         if self._conn_lost or self._closing:
-            if self._conn_lost >= _LOST_WRITES_BEFORE_WARNING:
-                _logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
+            if self._conn_lost >= LOST_WRITES_BEFORE_WARNING:
+                logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
             self._conn_lost += 1
             return
         if not self._buffer:
             # Nothing queued: try writing straight away.
             try:
                 sent = os.write(self._fileno, data)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
                 raise
@@ -305,14 +303,14 @@ class WritePipeTransport(WriteFlowControl):
             if sent == len(data):
                 return
             data = memoryview(data)[sent:]
-            self._loop._add_writer(self._fileno, self._write_ready)
+            self._live_loop._add_writer(self._fileno, self._write_ready)
         self._buffer += data
         self._maybe_pause_protocol()
 
     def _write_ready(self) -> None:
         try:
             sent = os.write(self._fileno, self._buffer)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -320,18 +318,18 @@ class WritePipeTransport(WriteFlowControl):
             self._buffer.clear()
             self._conn_lost += 1
             # Drop the writer first: _fatal_error would close with a buffer to discard.
-            self._loop._remove_writer(self._fileno)
+            self._live_loop._remove_writer(self._fileno)
             self._fatal_error(exc, "Fatal write error on pipe transport")
             return
         if sent < len(self._buffer):
             del self._buffer[:sent]
             return
         self._buffer.clear()
-        self._loop._remove_writer(self._fileno)
-        self._maybe_resume_protocol()
+        self._live_loop._remove_writer(self._fileno)
+        self._flow.drained(len(self._buffer), self._live_loop, self, self._protocol)
         if self._closing:
             # write_eof() or close() was waiting for the buffer to drain.
-            self._loop._remove_reader(self._fileno)
+            self._live_loop._remove_reader(self._fileno)
             self._call_connection_lost(None)
 
     def can_write_eof(self) -> bool:
@@ -342,17 +340,8 @@ class WritePipeTransport(WriteFlowControl):
             return
         self._closing = True
         if not self._buffer:
-            self._loop._remove_reader(self._fileno)
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._protocol = protocol
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol  # type: ignore[no-any-return]
-
-    def is_closing(self) -> bool:
-        return self._closing
+            self._live_loop._remove_reader(self._fileno)
+            self._live_loop.call_soon(self._call_connection_lost, None)
 
     def close(self) -> None:
         """Close once the buffer is flushed (like ``write_eof``)."""
@@ -364,24 +353,15 @@ class WritePipeTransport(WriteFlowControl):
         self._close(None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        _report_fatal(self._loop, self, exc, message, isinstance(exc, OSError))
+        report_fatal(self._live_loop, self, self._protocol, exc, message, isinstance(exc, OSError))
         self._close(exc)
 
     def _close(self, exc: BaseException | None) -> None:
         self._closing = True
-        if _release_if_loop_closed(self):
+        if self._released_if_loop_closed():
             return
         if self._buffer:
-            self._loop._remove_writer(self._fileno)
+            self._live_loop._remove_writer(self._fileno)
         self._buffer.clear()
-        self._loop._remove_reader(self._fileno)
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        finally:
-            self._pipe.close()
-            self._pipe = None
-            self._protocol = None
-            self._loop = None
+        self._live_loop._remove_reader(self._fileno)
+        self._live_loop.call_soon(self._call_connection_lost, exc)

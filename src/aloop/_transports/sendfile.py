@@ -16,6 +16,7 @@ import sys
 from asyncio.constants import _SendfileMode
 from typing import Any
 
+from aloop._core.loopapi import LoopAPI
 from aloop._transports.sockops import check_socket
 
 __all__ = ["SendfileMode", "sendfile", "sock_sendfile"]
@@ -54,7 +55,7 @@ def check_params(sock: socket.socket, file: Any, offset: Any, count: Any) -> Non
 
 
 async def sock_sendfile(
-    loop: Any,
+    loop: LoopAPI,
     sock: socket.socket,
     file: Any,
     offset: int = 0,
@@ -88,7 +89,7 @@ def _file_fd(file: Any) -> int:
 
 
 async def _sock_sendfile_native(
-    loop: Any, sock: socket.socket, file: Any, offset: int, count: int | None
+    loop: LoopAPI, sock: socket.socket, file: Any, offset: int, count: int | None
 ) -> int:
     fileno = _file_fd(file)
     blocksize = count if count else os.fstat(fileno).st_size
@@ -167,7 +168,7 @@ def _seek_to_start(file: Any, offset: int) -> None:
 
 
 async def _sock_sendfile_fallback(
-    loop: Any, sock: socket.socket, file: Any, offset: int, count: int | None
+    loop: LoopAPI, sock: socket.socket, file: Any, offset: int, count: int | None
 ) -> int:
     _seek_to_start(file, offset)
     blocksize = min(count, SOCK_FALLBACK_BLOCK) if count else SOCK_FALLBACK_BLOCK
@@ -195,7 +196,7 @@ async def _sock_sendfile_fallback(
 
 
 async def sendfile(
-    loop: Any,
+    loop: LoopAPI,
     transport: Any,
     file: Any,
     offset: int = 0,
@@ -211,7 +212,7 @@ async def sendfile(
     if mode is SendfileMode.TRY_NATIVE:
         try:
             # Through the loop, as asyncio does, so a loop subclass can replace it.
-            return await loop._sendfile_native(transport, file, offset, count)  # type: ignore[no-any-return]
+            return await loop._sendfile_native(transport, file, offset, count)
         except _NotAvailable:
             if not fallback:
                 raise
@@ -223,7 +224,7 @@ async def sendfile(
 
 
 async def transport_sendfile_native(
-    loop: Any, transport: Any, file: Any, offset: int, count: int | None
+    loop: LoopAPI, transport: Any, file: Any, offset: int, count: int | None
 ) -> int:
     """Hand the socket to ``os.sendfile`` once the transport's buffer has drained."""
     fd = transport._sock_fd
@@ -302,7 +303,7 @@ class _Interposer(asyncio.Protocol):
 
 
 async def _transport_sendfile_fallback(
-    loop: Any, transport: Any, file: Any, offset: int, count: int | None
+    loop: LoopAPI, transport: Any, file: Any, offset: int, count: int | None
 ) -> int:
     _seek_to_start(file, offset)
     blocksize = min(count, TRANSPORT_FALLBACK_BLOCK) if count else TRANSPORT_FALLBACK_BLOCK

@@ -12,7 +12,6 @@ import collections.abc
 import contextvars
 import errno
 import itertools
-import logging
 import os
 import socket
 import stat
@@ -22,13 +21,13 @@ from asyncio import trsock
 from collections.abc import Callable
 from typing import Any
 
-from aloop._transports import dns
+from aloop._core.loopapi import LoopAPI
+from aloop._transports import dns, tls
+from aloop._transports.base import logger
 from aloop._transports.sockops import refuse_ssl_socket
 from aloop._transports.stream import CONNECTION_CONTEXTS, StreamTransport
 
 __all__ = ["Server", "create_server", "create_unix_server", "start_serving", "stop_serving"]
-
-logger = logging.getLogger("asyncio")
 
 # After EMFILE & co., wait this long (s) before accepting again (asyncio's value).
 ACCEPT_RETRY_DELAY = 1.0
@@ -46,7 +45,7 @@ class Server(asyncio.AbstractServer):
 
     def __init__(
         self,
-        loop: Any,
+        loop: LoopAPI,
         sockets: list[socket.socket],
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         ssl_context: Any,
@@ -184,19 +183,19 @@ class Server(asyncio.AbstractServer):
 # -- accepting -----------------------------------------------------------------------
 
 
-def start_serving(loop: Any, sock: socket.socket, server: Server) -> None:
+def start_serving(loop: LoopAPI, sock: socket.socket, server: Server) -> None:
     """Watch ``sock`` for incoming connections."""
     loop._add_reader(sock.fileno(), _accept_ready, loop, sock, server)
 
 
-def stop_serving(loop: Any, sock: socket.socket) -> None:
+def stop_serving(loop: LoopAPI, sock: socket.socket) -> None:
     """Stop watching ``sock`` and close it (removing a Unix socket file we made)."""
     loop._remove_reader(sock.fileno())
     loop._forget_unix_server_socket(sock)
     sock.close()
 
 
-def _accept_ready(loop: Any, sock: socket.socket, server: Server) -> None:
+def _accept_ready(loop: LoopAPI, sock: socket.socket, server: Server) -> None:
     # Several connections may be queued: take up to a backlog's worth per event.
     for _ in range(server._backlog):
         try:
@@ -224,12 +223,12 @@ def _accept_ready(loop: Any, sock: socket.socket, server: Server) -> None:
             _accept_one(loop, conn, addr, server)
 
 
-def _resume_accepting(loop: Any, sock: socket.socket, server: Server) -> None:
+def _resume_accepting(loop: LoopAPI, sock: socket.socket, server: Server) -> None:
     if server._sockets is not None and sock in server._sockets and server._serving:
         start_serving(loop, sock, server)
 
 
-def _accept_one(loop: Any, conn: socket.socket, addr: Any, server: Server) -> None:
+def _accept_one(loop: LoopAPI, conn: socket.socket, addr: Any, server: Server) -> None:
     """Set an accepted connection up in a context of its own, as asyncio's task per connection does.
 
     On 3.15+ a copy of the server's, which the transport keeps for its callbacks;
@@ -244,7 +243,7 @@ def _accept_one(loop: Any, conn: socket.socket, addr: Any, server: Server) -> No
 
 
 def _connection_accepted(
-    loop: Any,
+    loop: LoopAPI,
     conn: socket.socket,
     addr: Any,
     server: Server,
@@ -256,7 +255,7 @@ def _connection_accepted(
     try:
         protocol = server._protocol_factory()
         if server._ssl_context is not None:
-            loop._accept_tls(conn, protocol, extra, server, context)
+            tls.accept_tls(loop, conn, protocol, extra, server, context)
         else:
             StreamTransport(loop, conn, protocol, extra=extra, server=server, context=context)
     except (SystemExit, KeyboardInterrupt):
@@ -288,7 +287,7 @@ def _check_ssl_args(
 
 
 async def _server_infos(
-    loop: Any, host: Any, port: Any, family: int, flags: int
+    loop: LoopAPI, host: Any, port: Any, family: int, flags: int
 ) -> list[dns.AddrInfo]:
     infos = await dns.ensure_resolved(
         loop, (host, port), family=family, type=socket.SOCK_STREAM, flags=flags
@@ -331,7 +330,7 @@ def set_reuseport(sock: socket.socket) -> None:
 
 
 async def _bind_all(
-    loop: Any,
+    loop: LoopAPI,
     host: Any,
     port: Any,
     family: int,
@@ -384,7 +383,7 @@ async def _bind_all(
 
 
 async def create_server(
-    loop: Any,
+    loop: LoopAPI,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     host: Any = None,
     port: Any = None,
@@ -403,7 +402,7 @@ async def create_server(
 ) -> Server:
     _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl is not None:
-        loop._check_tls_available()
+        tls.check_available()
     if sock is not None:
         refuse_ssl_socket(sock)
     if host is not None or port is not None:
@@ -429,7 +428,7 @@ async def create_server(
 
 
 async def _serve(
-    loop: Any,
+    loop: LoopAPI,
     sockets: list[socket.socket],
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     ssl: Any,
@@ -474,7 +473,7 @@ def _bind_unix(path: Any) -> socket.socket:
 
 
 async def create_unix_server(
-    loop: Any,
+    loop: LoopAPI,
     protocol_factory: Callable[[], asyncio.BaseProtocol],
     path: Any = None,
     *,
@@ -488,7 +487,7 @@ async def create_unix_server(
 ) -> Server:
     _check_ssl_args(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     if ssl is not None:
-        loop._check_tls_available()
+        tls.check_available()
     if path is not None:
         if sock is not None:
             raise ValueError("path and sock can not be specified at the same time")

@@ -12,7 +12,9 @@ import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from aloop._core.loopapi import LoopAPI
 from aloop._transports import dns
+from aloop._transports.base import WOULD_BLOCK
 
 try:
     import ssl
@@ -34,7 +36,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-_WOULD_BLOCK = (BlockingIOError, InterruptedError)
 
 
 def refuse_ssl_socket(sock: Any) -> None:
@@ -43,14 +44,14 @@ def refuse_ssl_socket(sock: Any) -> None:
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
-def check_socket(loop: Any, sock: Any) -> None:
+def check_socket(loop: LoopAPI, sock: Any) -> None:
     """asyncio's checks: no SSLSocket; in debug mode, no blocking socket."""
     refuse_ssl_socket(sock)
     if loop._debug and sock.gettimeout() != 0:
         raise ValueError("the socket must be non-blocking")
 
 
-def check_fd_free(loop: Any, fd: int, fileobj: Any = None) -> None:
+def check_fd_free(loop: LoopAPI, fd: int, fileobj: Any = None) -> None:
     """Refuse to wait on an fd that an open transport owns (named as the caller gave it)."""
     transport = loop._transport_for_fd(fd)
     if transport is not None and not transport.is_closing():
@@ -59,7 +60,7 @@ def check_fd_free(loop: Any, fd: int, fileobj: Any = None) -> None:
 
 
 def _wait(
-    loop: Any, sock: socket.socket, write: bool, attempt: Callable[[], _T]
+    loop: LoopAPI, sock: socket.socket, write: bool, attempt: Callable[[], _T]
 ) -> asyncio.Future[_T]:
     """A future for ``attempt()``, retried each time ``sock`` becomes ready."""
     fut: asyncio.Future[_T] = loop.create_future()
@@ -82,7 +83,7 @@ def _on_ready(fut: asyncio.Future[_T], attempt: Callable[[], _T]) -> None:
         return
     try:
         result = attempt()
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         return
     except (SystemExit, KeyboardInterrupt):
         raise
@@ -95,50 +96,50 @@ def _on_ready(fut: asyncio.Future[_T], attempt: Callable[[], _T]) -> None:
         del fut
 
 
-async def sock_recv(loop: Any, sock: socket.socket, n: int) -> bytes:
+async def sock_recv(loop: LoopAPI, sock: socket.socket, n: int) -> bytes:
     check_socket(loop, sock)
     try:
         return sock.recv(n)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     return await _wait(loop, sock, False, lambda: sock.recv(n))
 
 
-async def sock_recv_into(loop: Any, sock: socket.socket, buf: Any) -> int:
+async def sock_recv_into(loop: LoopAPI, sock: socket.socket, buf: Any) -> int:
     check_socket(loop, sock)
     try:
         return sock.recv_into(buf)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     return await _wait(loop, sock, False, lambda: sock.recv_into(buf))
 
 
-async def sock_recvfrom(loop: Any, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+async def sock_recvfrom(loop: LoopAPI, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
     check_socket(loop, sock)
     try:
         return sock.recvfrom(bufsize)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     return await _wait(loop, sock, False, lambda: sock.recvfrom(bufsize))
 
 
 async def sock_recvfrom_into(
-    loop: Any, sock: socket.socket, buf: Any, nbytes: int = 0
+    loop: LoopAPI, sock: socket.socket, buf: Any, nbytes: int = 0
 ) -> tuple[int, Any]:
     check_socket(loop, sock)
     nbytes = nbytes or len(buf)
     try:
         return sock.recvfrom_into(buf, nbytes)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     return await _wait(loop, sock, False, lambda: sock.recvfrom_into(buf, nbytes))
 
 
-async def sock_sendall(loop: Any, sock: socket.socket, data: Any) -> None:
+async def sock_sendall(loop: LoopAPI, sock: socket.socket, data: Any) -> None:
     check_socket(loop, sock)
     try:
         sent = sock.send(data)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         sent = 0
     view = memoryview(data).cast("B")
     if sent == len(view):
@@ -155,16 +156,16 @@ async def sock_sendall(loop: Any, sock: socket.socket, data: Any) -> None:
     await _wait(loop, sock, True, send_rest)
 
 
-async def sock_sendto(loop: Any, sock: socket.socket, data: Any, address: Any) -> int:
+async def sock_sendto(loop: LoopAPI, sock: socket.socket, data: Any, address: Any) -> int:
     check_socket(loop, sock)
     try:
         return sock.sendto(data, address)
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     return await _wait(loop, sock, True, lambda: sock.sendto(data, 0, address))
 
 
-async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
+async def sock_connect(loop: LoopAPI, sock: socket.socket, address: Any) -> None:
     check_socket(loop, sock)
     if sock.family == socket.AF_INET or (
         hasattr(socket, "AF_INET6") and sock.family == socket.AF_INET6
@@ -176,7 +177,7 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
     try:
         sock.connect(address)
         return
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     # EINPROGRESS: the connection completes (or fails) in the background.
 
@@ -192,7 +193,7 @@ async def sock_connect(loop: Any, sock: socket.socket, address: Any) -> None:
         del fut  # break the exception -> frame -> future cycle
 
 
-async def sock_accept(loop: Any, sock: socket.socket) -> tuple[socket.socket, Any]:
+async def sock_accept(loop: LoopAPI, sock: socket.socket) -> tuple[socket.socket, Any]:
     check_socket(loop, sock)
     sock.fileno()  # asyncio's AttributeError for what is not a socket names fileno
 
@@ -203,6 +204,6 @@ async def sock_accept(loop: Any, sock: socket.socket) -> tuple[socket.socket, An
 
     try:
         return accept()
-    except _WOULD_BLOCK:
+    except WOULD_BLOCK:
         pass
     return await _wait(loop, sock, False, accept)

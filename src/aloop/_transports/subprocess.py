@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 import signal
 import subprocess
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
+
+from aloop._core.loopapi import LoopAPI
+from aloop._transports.base import logger
 
 __all__ = ["SubprocessTransport"]
-
-_logger = logging.getLogger("asyncio")
 
 # -- the per-pipe protocols ----------------------------------------------------------
 
@@ -77,7 +77,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
 
     def __init__(
         self,
-        loop: Any,
+        loop: LoopAPI,
         protocol: asyncio.SubprocessProtocol,
         args: Any,
         shell: bool,
@@ -92,7 +92,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         self._info: dict[str, Any] = {} if extra is None else extra
         super().__init__(self._info)
         self._closed = False
-        self._loop: Any = loop
+        self._loop: LoopAPI | None = loop
         self._protocol: Any = protocol
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
@@ -204,11 +204,19 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         proc = self._proc
         if proc is not None and self._returncode is None and proc.poll() is None:
             if self._loop is not None and self._loop.get_debug():
-                _logger.warning("Close running child process: kill %r", self)
+                logger.warning("Close running child process: kill %r", self)
             try:
                 proc.kill()
             except (ProcessLookupError, PermissionError):
                 pass  # exited meanwhile, or setuid
+
+    @property
+    def _live_loop(self) -> LoopAPI:
+        """The loop, until the transport is released."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError(f"{self!r} is released")
+        return loop
 
     def _check_proc(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
@@ -221,15 +229,15 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         """Connect the child's pipes, then make the protocol's connection."""
         try:
             proc = self._check_proc()
-            loop = self._loop
+            loop = self._live_loop
             # Through the loop's public methods, so a wrapped connect_*_pipe applies.
             if proc.stdin is not None:
                 _, proto = await loop.connect_write_pipe(lambda: _PipeProtocol(self, 0), proc.stdin)
-                self._pipes[0] = proto
+                self._pipes[0] = cast(_PipeProtocol, proto)
             for fd, pipe in ((1, proc.stdout), (2, proc.stderr)):
                 if pipe is not None:
                     _, proto = await loop.connect_read_pipe(_read_protocol_factory(self, fd), pipe)
-                    self._pipes[fd] = proto
+                    self._pipes[fd] = cast(_PipeProtocol, proto)
             loop.call_soon(self._protocol.connection_made, self)
             pending, self._pending_calls = self._pending_calls, None
             assert pending is not None
@@ -268,7 +276,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if self._pending_calls is not None:
             self._pending_calls.append((callback, args))
         else:
-            self._loop.call_soon(callback, *args)
+            self._live_loop.call_soon(callback, *args)
 
     def _pipe_data_received(self, fd: int, data: bytes) -> None:
         self._call(self._protocol.pipe_data_received, fd, data)
@@ -280,8 +288,8 @@ class SubprocessTransport(asyncio.SubprocessTransport):
     def _process_exited(self, returncode: int) -> None:
         if self._returncode is not None:
             return
-        if self._loop.get_debug():
-            _logger.info("%r exited with return code %r", self, returncode)
+        if self._live_loop.get_debug():
+            logger.info("%r exited with return code %r", self, returncode)
         self._returncode = returncode
         proc = self._proc
         if proc is not None and proc.returncode is None:
@@ -295,7 +303,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         """The return code, once the process has exited (its pipes may still be open)."""
         if self._returncode is not None:
             return self._returncode
-        waiter: asyncio.Future[int] = self._loop.create_future()
+        waiter: asyncio.Future[int] = self._live_loop.create_future()
         waiters = self._exit_waiters
         assert waiters is not None
         waiters.append(waiter)
@@ -318,7 +326,7 @@ class SubprocessTransport(asyncio.SubprocessTransport):
         if all(p is not None and p.disconnected for p in self._pipes.values()):
             self._finished = True
             if self._silent:
-                self._loop.call_soon(self._release)
+                self._live_loop.call_soon(self._release)
             else:
                 self._call(self._call_connection_lost, None)
 
