@@ -35,6 +35,10 @@ finds the slot's member descriptor, which is not callable, so the metaclass
 from __future__ import annotations
 
 import asyncio
+
+# mypyc builds a non-native class from its bases' own modules: asyncio.Transport
+# lives in asyncio.transports, which must be imported here by name.
+import asyncio.transports
 import contextvars
 import logging
 import socket

@@ -12,6 +12,10 @@ reuses, then copied out at its own size: a 256 KiB ``recvfrom`` per datagram
 from __future__ import annotations
 
 import asyncio
+
+# mypyc builds a non-native class from its bases' own modules: asyncio.Transport
+# lives in asyncio.transports, which must be imported here by name.
+import asyncio.transports
 import collections
 import socket
 import sys
