@@ -530,6 +530,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--keep", type=Path, metavar="DIR", help="keep the callgrind.out files here")
     add("--json", type=Path, metavar="OUT", help="write the figures here")
     add("--allow-pure", action="store_true", help="count an aloop that is not compiled")
+    add(
+        "--replay",
+        nargs="+",
+        type=Path,
+        metavar="IN",
+        help="print the tables of saved --json files (merged, e.g. main's and a branch's)",
+    )
     add("--child", nargs=3, metavar=("BENCH", "LOOP", "SCALES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sizes:
@@ -545,6 +552,58 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         bench, loop, scales = args.child
         return child_core(bench, loop, [float(x) for x in scales.split(",")])
+    run = replay(args) if args.replay else measure_all(args)
+    header, info, cases, shown, cells = run
+    diff: tuple[str, str] | None = None
+    if args.diff:
+        first, _, second = args.diff.partition(",")
+        if not {first, second} <= {x.label for x in shown} or first == second:
+            raise SystemExit(f"--diff {args.diff}: name two different loops of the table")
+        diff = (first, second)
+    lines = [*header, "", *render(cases, shown, cells)]
+    if args.top:
+        lines.append("")
+        lines.append(f"Top {args.top} functions by own instructions per operation:")
+        lines.append("")
+        for case in cases:
+            for loop in shown:
+                cell = cells[(case.name, loop.label)]
+                if cell.functions:  # a replayed file keeps every function
+                    cell.top = sorted(cell.functions.items(), key=lambda x: -x[1])[: args.top]
+                lines += render_top(case, loop, cell)
+    if diff is not None:
+        lines += [
+            "",
+            f"Largest changes of own instructions per operation, {diff[0]} -> {diff[1]}:",
+            "",
+        ]
+        for case in cases:
+            base, other = cells.get((case.name, diff[0])), cells.get((case.name, diff[1]))
+            if base is not None and other is not None:
+                lines += render_diff(case, base, other, diff, args.top or 15)
+    print("\n".join(lines))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            "header": header,
+            "loops": info,
+            "cells": {f"{case}/{loop}": cell.__dict__ for (case, loop), cell in cells.items()},
+        }
+        args.json.write_text(json.dumps(data, indent=1))
+    bad = [k for k, c in cells.items() if c.status in ("error", "wrong")]
+    for case_name, label in bad:
+        why = cells[(case_name, label)].error[:600]
+        print(f"PROBLEM {case_name}/{label}: {why}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+Run = tuple[
+    list[str], dict[str, Any], list[Case], list[Loop], dict[tuple[str, str], Cell]
+]  # header, loop descriptions, cases, loops shown, cells
+
+
+def measure_all(args: argparse.Namespace) -> Run:
+    """Describe the loops, then count every (case, loop) pair."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
     cases = select_cases(args.bench)
@@ -553,12 +612,6 @@ def main(argv: list[str] | None = None) -> int:
     explicit = args.loops is not None
     specs = (args.loops or "asyncio,uvloop,rloop,zuvloop,aloop").split(",")
     loops = [Loop.parse(s.strip()) for s in specs if s.strip()]
-    diff: tuple[str, str] | None = None
-    if args.diff:
-        first, _, second = args.diff.partition(",")
-        if not {first, second} <= {x.label for x in loops} or first == second:
-            raise SystemExit(f"--diff {args.diff}: name two different loops of --loops")
-        diff = (first, second)
     info = {x.label: describe(args.python, x) for x in loops}
     for loop in loops:
         desc = info[loop.label]
@@ -600,38 +653,42 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    lines = [*header, "", *render(cases, shown, cells)]
-    if args.top:
-        lines.append("")
-        lines.append(f"Top {args.top} functions by own instructions per operation:")
-        lines.append("")
-        for case in cases:
-            for loop in shown:
-                lines += render_top(case, loop, cells[(case.name, loop.label)])
-    if diff is not None:
-        lines += [
-            "",
-            f"Largest changes of own instructions per operation, {diff[0]} -> {diff[1]}:",
-            "",
-        ]
-        for case in cases:
-            base, other = cells.get((case.name, diff[0])), cells.get((case.name, diff[1]))
-            if base is not None and other is not None:
-                lines += render_diff(case, base, other, diff, args.top or 15)
-    print("\n".join(lines))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "header": header,
-            "loops": info,
-            "cells": {f"{case}/{loop}": cell.__dict__ for (case, loop), cell in cells.items()},
-        }
-        args.json.write_text(json.dumps(data, indent=1))
-    bad = [k for k, c in cells.items() if c.status in ("error", "wrong")]
-    for case_name, label in bad:
-        why = cells[(case_name, label)].error[:600]
-        print(f"PROBLEM {case_name}/{label}: {why}", file=sys.stderr)
-    return 1 if bad else 0
+    return header, info, cases, shown, cells
+
+
+def replay(args: argparse.Namespace) -> Run:
+    """The cells of saved --json files, merged: one table, --top and --diff across them.
+
+    A loop label already seen in an earlier file is renamed LABEL:FILE-STEM."""
+    header: list[str] = []
+    info: dict[str, Any] = {}
+    cells: dict[tuple[str, str], Cell] = {}
+    shown: list[Loop] = []
+    for path in args.replay:
+        saved = json.loads(path.read_text())
+        header += [f"[{path.name}] {line}" for line in saved["header"]]
+        rename: dict[str, str] = {}
+        for label, desc in saved["loops"].items():
+            new = label if label not in info else f"{label}:{path.stem}"
+            rename[label] = new
+            info[new] = desc
+        for key, data in saved["cells"].items():
+            case_name, _, label = key.partition("/")
+            cell = Cell(**data)
+            (t1, t2), (n1, n2) = cell.totals, cell.ops  # JSON lists
+            cell.totals, cell.ops = (t1, t2), (n1, n2)
+            cell.top = [(name, value) for name, value in cell.top]
+            label = rename.get(label, label)
+            cells[(case_name, label)] = cell
+            if label not in {x.label for x in shown}:
+                loop = Loop.parse(label)
+                shown.append(Loop(label, loop.module, loop.tree))
+    wanted = {c.name for c in select_cases(args.bench)}
+    cases = [c for c in CASES if c.name in wanted and any(k[0] == c.name for k in cells)]
+    for case in cases:  # a loop missing from one file's cases
+        for loop in shown:
+            cells.setdefault((case.name, loop.label), Cell(status="missing"))
+    return header, info, cases, shown, cells
 
 
 def plan(cases: Sequence[Case], loops: Sequence[Loop]) -> Iterator[tuple[Case, Loop]]:
