@@ -17,18 +17,23 @@ asyncio's rules, which sockets, pipes and TLS follow alike:
 ``asyncio.Transport`` in front of it; ``stream`` and ``datagram`` derive from
 both. The pipe transports and TLS use the rest.
 
-Each socket transport is two objects, because a class deriving from
-``asyncio.Transport`` cannot be a native (mypyc) class: the core (native,
+Each socket transport is two objects in one module: the core (a native class,
 compiled) holds the state and runs every hot path, where an attribute read is
-a struct load; the transport (a plain class, ``native_class=False``) is what
-the protocol holds. The transport's hot methods are the core's own, bound on
-each instance in a slot of the same name (``self.write = core.write`` in
+a struct load; the transport (``native_class=False``: a plain Python class,
+its methods compiled) is the ``asyncio.Transport`` the protocol holds. mypyc
+does compile a native class deriving from ``asyncio.Transport``, but cannot
+make it weakly referenceable, and the loop and servers hold their transports
+weakly.
+
+The transport's hot methods are the core's own, bound on each instance in a
+slot of the same name (``self.write = core.write`` in
 ``StreamTransport.__init__``): a protocol's ``transport.write(data)`` is a
-slot read (``LOAD_ATTR_SLOT``) and a call straight into compiled code. An
-instance-dict entry would do the same, but shadowing the class's method it
-is looked up generically on every call. ``super().write`` in a subclass
-reads the slot too; a read through the class (``type(transport).write``)
-finds the slot's member descriptor, which is not callable, so the metaclass
+slot read (``LOAD_ATTR_SLOT``) and a call straight into compiled code (a
+forwarding method, compiled or not, adds a call and a lookup of the core).
+An instance-dict entry shadowing the class's method would be looked up
+generically on every call before 3.14. ``super().write`` in a subclass reads
+the slot too; a read through the class (``type(transport).write``) finds the
+slot's member descriptor, which is not callable, so the metaclass
 ``SlotMethods`` answers it with a function that calls the instance's slot.
 """
 
@@ -116,16 +121,22 @@ def call_protocol(
 
 
 def report_fatal(
-    loop: LoopAPI, transport: Any, protocol: Any, exc: BaseException, message: str, quiet: bool
+    loop: LoopAPI,
+    transport: Any,
+    protocol: Any,
+    exc: BaseException,
+    message: str,
+    quiet: bool,
+    who: Any = None,
 ) -> None:
     """Report the error that ends a connection, unless ``quiet`` (the peer's doing).
 
     A quiet error reaches the protocol in ``connection_lost()``; only debug
-    mode logs it.
+    mode logs it, as said by ``who`` (default: the transport).
     """
     if quiet:
         if loop.get_debug():
-            logger.debug("%r: %s", transport, message, exc_info=True)
+            logger.debug("%r: %s", transport if who is None else who, message, exc_info=True)
         return
     loop.call_exception_handler(
         {"message": message, "exception": exc, "transport": transport, "protocol": protocol}

@@ -54,6 +54,7 @@ from aloop._transports.base import (
     MAX_READ,
     check_write_limits,
     logger,
+    report_fatal,
 )
 from aloop._transports.sendfile import SendfileMode
 from aloop._transports.stream import StreamTransport
@@ -881,19 +882,10 @@ class SSLProtocol(asyncio.BufferedProtocol):
         """Drop the connection with ``exc``; only non-OS errors are worth a report."""
         if self._transport is not None:
             self._transport._force_close(exc)
-        if isinstance(exc, OSError):
-            # The peer's doing (reset, bad record...), not a bug.
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        elif not isinstance(exc, asyncio.CancelledError):
-            self._loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self._transport,
-                    "protocol": self,
-                }
-            )
+        if not isinstance(exc, asyncio.CancelledError):
+            # An OSError is the peer's doing (reset, bad record...), not a bug.
+            quiet = isinstance(exc, OSError)
+            report_fatal(self._loop, self._transport, self, exc, message, quiet, who=self)
 
 
 # -- TLS on a stream transport ----------------------------------------------------------
