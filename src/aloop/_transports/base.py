@@ -47,6 +47,7 @@ import asyncio.transports
 import contextvars
 import logging
 import socket
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from asyncio import trsock
@@ -71,6 +72,7 @@ __all__ = [
     "check_write_limits",
     "logger",
     "report_fatal",
+    "scratch_buffer",
     "set_result_unless_cancelled",
     "socket_extra",
 ]
@@ -141,6 +143,21 @@ def report_fatal(
     loop.call_exception_handler(
         {"message": message, "exception": exc, "transport": transport, "protocol": protocol}
     )
+
+
+# Each thread's scratch buffer, for reads whose bytes are copied out before any
+# other code runs (a stream's continued read, TLS ciphertext on its way into the
+# BIO): a loop runs in one thread at a time, so one buffer serves every connection.
+_scratch = threading.local()
+
+
+def scratch_buffer(size: int) -> memoryview:
+    """This thread's scratch buffer, at least ``size`` bytes, made on first use."""
+    view: memoryview | None = getattr(_scratch, "view", None)
+    if view is None or len(view) < size:
+        view = memoryview(bytearray(size))
+        _scratch.view = view
+    return view
 
 
 class WriteFlow:

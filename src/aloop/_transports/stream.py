@@ -23,7 +23,6 @@ import itertools
 import os
 import socket
 import sys
-import threading
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -36,6 +35,7 @@ from aloop._transports.base import (
     SocketCore,
     SocketTransport,
     logger,
+    scratch_buffer,
     socket_extra,
 )
 from aloop._transports.sendfile import SendfileMode
@@ -74,7 +74,7 @@ _write: Final = os.write
 # 127 KiB buffer costs a large block, its split and glibc's consolidation.
 # SMALL_READ is the largest read whose bytes object (33-byte header) pymalloc
 # serves from its 512-byte blocks.
-# A first read that fills its buffer is continued into a spare buffer (see
+# A first read that fills its buffer is continued into a scratch buffer (see
 # read_rest), so a burst still arrives whole. Only after an event that brought
 # more than READ_SIZE is a read MAX_READ-sized (and above a threshold fixed at
 # 128 KiB, mmap'd like asyncio's).
@@ -90,20 +90,6 @@ _WRITE_TYPE_ERROR: Final = (
     if sys.version_info >= (3, 14)
     else "data argument must be a bytes-like object, not {!r}"
 )
-
-
-# Each thread's spare read buffer (see StreamCore.read_rest): a loop runs in
-# one thread at a time, and the bytes are copied out before protocol code runs.
-_spare = threading.local()
-
-
-def spare_buffer() -> memoryview:
-    """This thread's MAX_READ-byte buffer for continued reads, made on first use."""
-    view: memoryview | None = getattr(_spare, "view", None)
-    if view is None:
-        view = memoryview(bytearray(MAX_READ))
-        _spare.view = view
-    return view
 
 
 class StreamCore(SocketCore):
@@ -189,13 +175,13 @@ class StreamCore(SocketCore):
     def read_rest(self, data: bytes) -> bytes:
         """``data`` filled its read: add what else is there, up to MAX_READ in all.
 
-        The rest is read into this thread's spare buffer and copied out at its
+        The rest is read into this thread's scratch buffer (base) and copied out at its
         exact size: no large block is allocated for bytes that may not come.
         """
         room = MAX_READ - len(data)
         if room <= 0:
             return data
-        view = spare_buffer()[:room]
+        view = scratch_buffer(MAX_READ)[:room]
         try:
             more: int = _readv(self.fd, [view])
         except WOULD_BLOCK:

@@ -41,7 +41,6 @@ import contextvars
 import enum
 import inspect
 import socket
-import threading
 import warnings
 from asyncio import constants
 from asyncio import sslproto as _stdlib_sslproto  # only to learn its version's behaviour
@@ -55,6 +54,7 @@ from aloop._transports.base import (
     check_write_limits,
     logger,
     report_fatal,
+    scratch_buffer,
 )
 from aloop._transports.sendfile import SendfileMode
 from aloop._transports.stream import StreamTransport
@@ -141,20 +141,6 @@ def _default_context(server_side: bool, server_hostname: str | None) -> ssl.SSLC
         # No name to check the certificate against (asyncio allows this).
         context.check_hostname = False
     return context
-
-
-# Ciphertext only passes through the receive buffer: buffer_updated() copies it into
-# the connection's incoming BIO at once. So one buffer per thread serves every
-# connection (a loop runs in one thread), instead of 256 KiB held per connection.
-_receive_buffers = threading.local()
-
-
-def _receive_buffer(size: int) -> memoryview:
-    """This thread's receive buffer, at least ``size`` bytes."""
-    view: memoryview | None = getattr(_receive_buffers, "view", None)
-    if view is None or len(view) < size:
-        view = _receive_buffers.view = memoryview(bytearray(size))
-    return view
 
 
 def _flat(data: Any) -> memoryview:
@@ -345,7 +331,7 @@ class SSLProtocol(asyncio.BufferedProtocol):
         self._extra: dict[str, Any] = {"sslcontext": sslcontext}
 
         # Where the raw transport's last read landed (see get_buffer()).
-        self._recv_view = _receive_buffer(self.max_size)
+        self._recv_view = scratch_buffer(self.max_size)
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._sslobj = sslcontext.wrap_bio(
@@ -459,8 +445,12 @@ class SSLProtocol(asyncio.BufferedProtocol):
         self._handshake_timer = self._shutdown_timer = None
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """Where the raw transport reads ciphertext into: this thread's shared buffer."""
-        self._recv_view = view = _receive_buffer(self.max_size)
+        """Where the raw transport reads ciphertext into: this thread's scratch buffer.
+
+        Ciphertext only passes through it: buffer_updated() copies it into the
+        incoming BIO at once, so no buffer is held per connection.
+        """
+        self._recv_view = view = scratch_buffer(self.max_size)
         return view
 
     def buffer_updated(self, nbytes: int) -> None:
