@@ -659,7 +659,8 @@ def measure_all(args: argparse.Namespace) -> Run:
 def replay(args: argparse.Namespace) -> Run:
     """The cells of saved --json files, merged: one table, --top and --diff across them.
 
-    A loop label already seen in an earlier file is renamed LABEL:FILE-STEM."""
+    A loop whose cells an earlier file already gave (the same benchmark and label)
+    is renamed LABEL:FILE-STEM; files of other benchmarks merge into its rows."""
     header: list[str] = []
     info: dict[str, Any] = {}
     cells: dict[tuple[str, str], Cell] = {}
@@ -669,9 +670,12 @@ def replay(args: argparse.Namespace) -> Run:
         header += [f"[{path.name}] {line}" for line in saved["header"]]
         rename: dict[str, str] = {}
         for label, desc in saved["loops"].items():
-            new = label if label not in info else f"{label}:{path.stem}"
+            taken = any(
+                f"{case}/{label}" in saved["cells"] for case, seen in cells if seen == label
+            )
+            new = f"{label}:{path.stem}" if taken else label
             rename[label] = new
-            info[new] = desc
+            info.setdefault(new, desc)
         for key, data in saved["cells"].items():
             case_name, _, label = key.partition("/")
             cell = Cell(**data)
