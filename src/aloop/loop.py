@@ -1,8 +1,11 @@
 """``aloop.Loop``: the compiled scheduler plus asyncio's event-loop interface.
 
-Everything per-callback lives in ``aloop._core.scheduler.BaseLoop``; this
-class adds what runs once per program or per blocking call: running until a
-future completes, executors, async generator shutdown and closing.
+Everything per-callback lives in ``aloop._core.scheduler.BaseLoop``, the
+compiled base; ``aloop.network.NetworkMixin`` and
+``aloop.processes.ProcessMixin`` (interpreted subclasses of it) add the
+network and process methods, and this class what runs once per program or
+per blocking call: running until a future completes, executors, async
+generator shutdown and closing. All their state is declared in ``BaseLoop``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def _run_until_complete_cb(fut: asyncio.Future[Any]) -> None:
     futures._get_loop(fut).stop()  # type: ignore[attr-defined]
 
 
-class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # type: ignore[misc]
+class Loop(NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # type: ignore[misc]
     """An asyncio event loop whose scheduler is aloop's."""
 
     def __repr__(self) -> str:
@@ -91,7 +94,6 @@ class Loop(BaseLoop, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # 
         if self._debug:
             base_events.logger.debug("Close %r", self)  # type: ignore[attr-defined]
         self._close_processes()
-        self._close_network()
         self._close_core()
         self._executor_shutdown_called = True
         executor = self._default_executor

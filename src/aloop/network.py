@@ -1,7 +1,9 @@
 """The network half of ``aloop.Loop``: sockets, DNS, connections, servers, TLS.
 
-A mixin of ``Loop``; each method is a thin entry point into the module of
-``aloop._transports`` that implements it.
+A base of ``Loop`` over the compiled scheduler; each method is a thin entry
+point into the module of ``aloop._transports`` that implements it. Its
+state (``_net_transports``, ``_net_unix_inodes``) is declared in
+``BaseLoop``, whose native instances have no ``__dict__``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aloop._core.fdtable import fileno_or_none
+from aloop._core.scheduler import BaseLoop
 from aloop._transports import connect, dns, endpoint, sendfile, server, sockops, tls
 from aloop._transports.base import logger
 
@@ -28,13 +31,8 @@ __all__ = ["NetworkMixin"]
 _ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
-class NetworkMixin(_LoopAPI):
+class NetworkMixin(BaseLoop, _LoopAPI):
     """sock_*, DNS, connections, servers, datagram endpoints, sendfile and TLS."""
-
-    # Their types; BaseLoop.__init__ sets both to None in its native struct
-    # (see there), and they are created on first use.
-    _net_transports: weakref.WeakValueDictionary[int, Any] | None
-    _net_unix_inodes: dict[socket.socket, int] | None
 
     # -- transports by fd ------------------------------------------------------------
 
@@ -78,9 +76,6 @@ class NetworkMixin(_LoopAPI):
     def remove_writer(self, fd: Any) -> bool:
         self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
-
-    def _close_network(self) -> None:
-        """Called by ``Loop.close()`` before the scheduler releases its fds."""
 
     # -- low-level socket operations -------------------------------------------------
 

@@ -1,8 +1,10 @@
 """The process half of ``aloop.Loop``: subprocesses, pipes and Unix signals.
 
-A mixin of ``Loop``; the pipe and subprocess transports live in
-``aloop._transports``, signal delivery in ``aloop._core.signals``. The
-per-loop state (signal handlers, watched children) is created on first use.
+A base of ``Loop`` over the compiled scheduler; the pipe and subprocess
+transports live in ``aloop._transports``, signal delivery in
+``aloop._core.signals``, child watching in ``aloop._core.children``. The
+per-loop state (``_signal_state``, ``_child_state``) is declared in
+``BaseLoop`` and created on first use.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from aloop._core.children import ChildWatchers
+from aloop._core.scheduler import BaseLoop
 from aloop._core.signals import SignalHandlers, check_signal
 from aloop._transports.pipes import ReadPipeTransport, WritePipeTransport
 from aloop._transports.subprocess import SubprocessTransport
@@ -24,7 +27,6 @@ from aloop._transports.subprocess import SubprocessTransport
 if TYPE_CHECKING:
     # What the transports ask of the loop, ``Loop`` provides (checked by mypy only).
     from aloop._core.loopapi import LoopAPI as _LoopAPI
-    from aloop._core.scheduler import BaseLoop
 else:
     _LoopAPI = object
 
@@ -51,16 +53,8 @@ def _refuse_text_mode(
         raise ValueError("errors must be None")
 
 
-class ProcessMixin(_LoopAPI):
+class ProcessMixin(BaseLoop, _LoopAPI):
     """subprocess_exec/shell, connect_read_pipe/write_pipe, add/remove_signal_handler."""
-
-    # Their types; BaseLoop.__init__ sets both to None in its native struct
-    # (see there), and they are created on first use.
-    _signal_state: SignalHandlers | None
-    _child_state: ChildWatchers | None
-
-    def _base(self) -> BaseLoop:
-        return cast("BaseLoop", self)
 
     # -- pipes ---------------------------------------------------------------
 
@@ -68,12 +62,11 @@ class ProcessMixin(_LoopAPI):
         self, protocol_factory: Callable[[], asyncio.BaseProtocol], pipe: Any
     ) -> tuple[asyncio.ReadTransport, asyncio.BaseProtocol]:
         """Read ``pipe`` (a pipe, FIFO, socket, character device or pty) into a protocol."""
-        loop = self._base()
         protocol = protocol_factory()
-        waiter = loop.create_future()
+        waiter = self.create_future()
         transport = ReadPipeTransport(self, pipe, protocol, waiter)
         await self._await_connected(transport, waiter)
-        if loop.get_debug():
+        if self.get_debug():
             _logger.debug("Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
         return transport, protocol
 
@@ -81,12 +74,11 @@ class ProcessMixin(_LoopAPI):
         self, protocol_factory: Callable[[], asyncio.BaseProtocol], pipe: Any
     ) -> tuple[asyncio.WriteTransport, asyncio.BaseProtocol]:
         """Write to ``pipe`` through a buffered, flow-controlled transport."""
-        loop = self._base()
         protocol = protocol_factory()
-        waiter = loop.create_future()
+        waiter = self.create_future()
         transport = WritePipeTransport(self, pipe, protocol, waiter)
         await self._await_connected(transport, waiter)
-        if loop.get_debug():
+        if self.get_debug():
             _logger.debug("Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
         return transport, protocol
 
@@ -172,9 +164,8 @@ class ProcessMixin(_LoopAPI):
         kwargs: dict[str, Any],
     ) -> SubprocessTransport:
         """Start the child, watch for its exit, connect its pipes; kill it if that fails."""
-        loop = self._base()
-        loop._check_closed()
-        if loop.get_debug():
+        self._check_closed()
+        if self.get_debug():
             # Not the arguments: they may hold secrets, and be long.
             what = "shell command" if shell else "program"
             _logger.debug("run %s %r", what, args if shell else args[0])
@@ -183,8 +174,8 @@ class ProcessMixin(_LoopAPI):
         )
         proc = transport.get_extra_info("subprocess")
         self._children().watch(proc, transport._process_exited)
-        waiter = loop.create_future()
-        loop.create_task(transport._connect_pipes(waiter))
+        waiter = self.create_future()
+        self.create_task(transport._connect_pipes(waiter))
         try:
             await waiter
         except (SystemExit, KeyboardInterrupt):
@@ -194,7 +185,7 @@ class ProcessMixin(_LoopAPI):
             transport.close()
             await transport._wait()
             raise
-        if loop.get_debug():
+        if self.get_debug():
             _logger.info("subprocess started: %r", transport)
         return transport
 
@@ -225,7 +216,7 @@ class ProcessMixin(_LoopAPI):
 
     def _close_processes(self) -> None:
         """Called by ``Loop.close()`` before the scheduler releases its fds."""
-        same_process = os.getpid() == self._base()._pid
+        same_process = os.getpid() == self._pid
         handlers = self._signal_state
         if handlers is not None:
             if sys.is_finalizing():

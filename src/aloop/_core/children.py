@@ -21,7 +21,11 @@ import os
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aloop._core.clock import TimeHold
+    from aloop._core.scheduler import BaseLoop
 
 __all__ = ["ChildWatchers", "pidfd_supported"]
 
@@ -102,7 +106,7 @@ class _ThreadReports:
     child when it publishes the exit (``_publish``).
     """
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: BaseLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
         # (child, callback, returncode if a thread without waitid() reaped it)
@@ -193,18 +197,18 @@ class _ThreadReports:
 class ChildWatchers:
     """The children one loop waits for."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: BaseLoop) -> None:
         self._loop = loop
         self._use_pidfd = pidfd_supported()
         # pidfd -> (Popen, callback): the children watched through pidfds.
         self._pidfds: dict[int, tuple[subprocess.Popen[Any], ExitCallback]] = {}
         self._threads: _ThreadReports | None = None
         # pid -> the virtual-time hold a live child keeps (virtual-time loops only).
-        self._holds: dict[int, Any] = {}
+        self._holds: dict[int, TimeHold] = {}
 
     def watch(self, proc: subprocess.Popen[Any], on_exit: ExitCallback) -> None:
         """Call ``on_exit(returncode)`` on the loop once ``proc`` has exited and been reaped."""
-        clock = getattr(self._loop, "virtual_clock", None)
+        clock = self._loop.virtual_clock
         if clock is not None:
             hold = clock.hold()
             hold.acquire()

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import os
+import socket
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any, Final
 from mypy_extensions import mypyc_attr
 
 from aloop._core import debug, errors
+from aloop._core.children import ChildWatchers
 from aloop._core.clock import VirtualClock
 from aloop._core.deadlock import VirtualTimeDeadlock, describe_deadlock
 from aloop._core.fdtable import FdTable, fileobj_to_fd
@@ -50,6 +52,7 @@ from aloop._core.recorder import (
     wait_end,
     woken,
 )
+from aloop._core.signals import SignalHandlers
 from aloop._core.timers import TimerQueue
 from aloop._io import heap
 from aloop._io.poller import READ, Poller
@@ -128,16 +131,17 @@ class BaseLoop:
         self._instruments: Instruments | None = None
         # The compiled trace ring / step counters (aloop._core.recorder), or None.
         self._recorder: Recorder | None = None
-        # State the interpreted mixins (aloop.network, aloop.processes) keep
-        # on the loop, declared here so that it lives in the native struct.
-        # One attribute set outside it makes CPython create the instance
-        # __dict__, and every method call made from C (a Task's
-        # loop.call_soon) then searches that dict first: about 100
-        # instructions per call, three per request in a streams echo.
-        self._net_transports: Any = None
-        self._net_unix_inodes: Any = None
-        self._signal_state: Any = None
-        self._child_state: Any = None
+        # The state of Loop's network and process parts (aloop.network,
+        # aloop.processes), made on first use. Declared here, in the native
+        # struct: an attribute set anywhere else makes CPython create the
+        # loop's instance __dict__, which every method call made from C (a
+        # Task's loop.call_soon) then searches before the class.
+        # Open transports by fd (add_reader refuses their fds).
+        self._net_transports: weakref.WeakValueDictionary[int, Any] | None = None
+        # Listening Unix sockets -> their file's inode (removed on close).
+        self._net_unix_inodes: dict[socket.socket, int] | None = None
+        self._signal_state: SignalHandlers | None = None
+        self._child_state: ChildWatchers | None = None
         # Large reads and writes must not make glibc's heap shrink and regrow
         # (page faults) on every message: see aloop._io.heap.
         heap.raise_trim_threshold()

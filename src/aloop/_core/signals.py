@@ -16,9 +16,12 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aloop._core.debug import is_coroutine_like
+
+if TYPE_CHECKING:
+    from aloop._core.scheduler import BaseLoop
 
 __all__ = ["SignalHandlers", "check_signal"]
 
@@ -53,7 +56,7 @@ def _clear_wakeup_fd() -> None:
 class SignalHandlers:
     """The signal handlers of one loop, and the wakeup pipe that delivers them."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: BaseLoop) -> None:
         self._loop = loop
         self._handlers: dict[int, tuple[Callable[..., object], tuple[Any, ...], Any]] = {}
         self._read_fd = -1
