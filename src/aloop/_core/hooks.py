@@ -1,9 +1,13 @@
 """Instrument hook points of the scheduler.
 
-An instrument is any object with some of the methods named in ``HOOKS``;
-``loop.add_instrument(obj)`` attaches it. The loop holds ``None`` instead of
-a registry while nothing is attached, so an unobserved loop pays one
-``is None`` test per batch of callbacks and nothing per callback.
+The first of the two layers of instrumentation: Python calls at named
+points, for a tool that runs code of its own at each event (the task
+tracker's spawn hook, a user's ``Instrument``). An instrument is any object
+with some of the methods named in ``HOOKS``; ``loop.add_instrument(obj)``
+attaches it, ``loop.remove_instrument(obj)`` detaches it. The loop holds
+``None`` instead of a registry while nothing is attached, so an unobserved
+loop pays one ``is None`` test per batch of callbacks and nothing per
+callback.
 
 Hooks and their arguments:
 
@@ -18,9 +22,11 @@ Hooks and their arguments:
 
 An instrument whose hook raises is logged and removed; the loop goes on.
 
-Traces and per-step task counts are not hook instruments: an object with an
-``_aloop_record`` method attaches to the loop's compiled recorder
-(``aloop._core.recorder``), which the scheduler calls directly.
+The second layer, ``aloop._core.recorder``, is for tools that need every
+step at a cost a Python call per event would not allow (traces, per-task
+step counts): a ``RecorderClient``, attached by the same
+``loop.add_instrument``, has the compiled recorder note the events, with
+no Python call per event.
 """
 
 from __future__ import annotations

@@ -1,8 +1,17 @@
 """The compiled recorder behind traces and per-step task statistics.
 
-The scheduler calls the functions here directly (no instrument hooks, no
-Python-level call per event) while ``loop._recorder`` is not None. The
-recorder does two independent jobs, each switched on by its clients:
+The second of the two layers of instrumentation (the first, hooks, is
+``aloop._core.hooks``). The scheduler calls the functions here directly, no
+Python-level call per event, while ``loop._recorder`` is not None. A tool
+attaches as a ``RecorderClient``: ``loop.add_instrument(client)`` calls its
+``on_attach(loop, recorder)``, where it switches on what it needs through the
+``Recorder``'s methods (``start_tracing``/``stop_tracing`` and ``window``
+for the ring, ``start_counting``/``stop_counting`` and ``stats_of`` for
+step counts); ``loop.remove_instrument(client)`` calls ``on_detach``. Only
+the loop's thread writes; other threads read the ring through ``window``.
+``aloop.tooling.trace`` and ``aloop.tooling.tasks`` are the clients.
+
+The recorder does two independent jobs, each switched on by its clients:
 
 - *tracing*: a ring of compact records, two preallocated lists written at
   one index that wraps: ``codes`` and ``objs`` (a string, float or tuple,
@@ -15,10 +24,9 @@ recorder does two independent jobs, each switched on by its clients:
   I/O wait, the loop stopping), so each callback costs at most one clock
   read (none when timed with its group, see GROUP), and an I/O wait's end
   shares the next record's reading. A reading is a record of its own, not a
-  slot beside every record: most steps have none, and a slot written per
-  step, even with None, cost about 3 points of overhead on ``sleep(0)``
-  switching (of 13 then). Tasks are
-  recorded by ``id()``, never by reference: the ring keeps no task alive.
+  slot beside every record: most steps have none, and a slot would be
+  written on every step. Tasks are recorded by ``id()``, never by
+  reference: the ring keeps no task alive.
   ``aloop.tooling.trace`` turns a window of the ring into Chrome trace JSON
   when asked.
 - *counting*: each task's steps, time in steps and longest step, in its
@@ -46,13 +54,8 @@ cache. The step's record holds the Context the step runs in, and the trace
 finds the task when it is read (``aloop.tooling.trace``): spawn and exit
 records carry the task's Context, and the live tasks give theirs. So that
 every task is known there, tasks alive when a trace starts are registered
-then (``register_tasks``). One cost: the ring holds those Contexts (and the
+then (``start_tracing``). One cost: the ring holds those Contexts (and the
 values of their context variables) until it wraps over them or stops.
-
-Clients attach through ``loop.add_instrument(client)`` when they have an
-``_aloop_record(loop, recorder)`` method (and ``_aloop_unrecord``); see
-``attach``/``detach``. Only the loop's thread writes; other threads read the
-ring through ``aloop.tooling.trace``, which copies it.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from collections.abc import Callable, Iterable
 from types import MethodType
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
-from mypy_extensions import i64
+from mypy_extensions import i64, mypyc_attr
 
 from aloop._core.handles import Handle, describe_callback, lookup, owner_of
 
@@ -108,12 +111,12 @@ _CODE_WAIT: Final[object] = K_WAIT
 
 # Timing in groups: while callbacks average under BURST seconds each, the
 # clock is read once per GROUP callbacks and the time between two readings is
-# split evenly among the callbacks it covers. In this VM a clock read costs as
-# much as a tenth of a sleep(0) task switch, and with its record in the ring
-# a reading per 8 callbacks cost a trace about 1.5 points more than one per 16
-# on sleep(0) switching. The price: a callback that blocks inside a group has
-# its time shared with up to 15 others (marked estimated in a trace); the
-# callbacks after it are timed alone until they are short again.
+# split evenly among the callbacks it covers. A clock read, and its record in
+# the ring, cost a sizeable part of a short task step: reading once per
+# group makes a trace of short steps cheap. The price: a callback that blocks
+# inside a group has its time shared with up to GROUP - 1 others (marked
+# estimated in a trace); the callbacks after it are timed alone until they
+# are short again.
 GROUP: Final = 16
 BURST: Final = 5e-6
 
@@ -256,9 +259,10 @@ class Recorder:
     """A loop's trace ring and per-task step counters (see the module doc)."""
 
     def __init__(self) -> None:
-        self.clients: list[object] = []
-        # Tracing: the ring.
+        self.clients: list[RecorderClient] = []
+        # Tracing: the ring, kept while at least one trace (``tracers``) uses it.
         self.tracing = False
+        self.tracers = 0
         self.capacity: i64 = 0
         self.codes: list[object] = []
         self.objs: list[object] = []
@@ -266,14 +270,13 @@ class Recorder:
         self.woke = -1  # events of an I/O wait that ended, not yet recorded
         self.total = 0  # records ever written; record number t is in slot ...
         # id(code or callable) -> (it, its text). By id: hashing a code object
-        # hashes its bytecode, thousands of instructions per callback.
+        # hashes its bytecode and constants, on every callback.
         self.descriptions: dict[int, tuple[object, str]] = {}
         # Timing: the last clock reading, the callbacks begun since (``run``)
         # and how many more to begin without one (``skip``); see GROUP.
         self.stamp = 0.0
         self.run: i64 = 0
         self.skip: i64 = 0
-        self.burst = BURST  # (an attribute so that a profile can force groups)
         # Counting: the task steps among the ``run`` callbacks, and every task's stats.
         self.counting = False
         # Steps recorded by Context (see the module doc): tracing, no
@@ -292,8 +295,16 @@ class Recorder:
         self.on_exit: Callable[[Any, TaskStats], object] | None = None
         self.on_cancel: Callable[[Any], object] | None = None
 
-    def start_ring(self, capacity: int) -> int:
-        """Make the ring hold at least ``capacity`` records; the next record's number."""
+    # -- the API of recorder clients (see the module doc) ----------------------
+
+    def start_tracing(self, capacity: int, tasks: Iterable[Any]) -> int:
+        """Record into the ring, which keeps at least the last ``capacity`` records.
+
+        ``tasks``: the loop's live tasks (a step may be recorded by its
+        Context, so every task must be known). Returns the number of the
+        next record (see ``window``). Each call needs a ``stop_tracing``.
+        """
+        register_tasks(self, tasks)
         if capacity > self.capacity:
             codes, objs = self.window(self.total - self.capacity, self.total)
             filled = len(codes)
@@ -302,11 +313,17 @@ class Recorder:
             self.objs = objs + [None] * pad
             self.capacity = capacity
             self.index = filled % capacity
+        self.tracers += 1
         self.tracing = True
         _update_mode(self)
         return self.total
 
-    def stop_ring(self) -> None:
+    def stop_tracing(self) -> None:
+        """One trace is done with the ring; the last one drops it."""
+        self.tracers -= 1
+        if self.tracers > 0:
+            return
+        self.tracers = 0
         self.tracing = False
         _update_mode(self)
         self.codes = []
@@ -315,7 +332,11 @@ class Recorder:
         self.index = 0
 
     def window(self, first: int, stop: int) -> tuple[list[object], list[object]]:
-        """Copies of records ``first`` to ``stop - 1`` still in the ring, oldest first."""
+        """Copies of records ``first`` to ``stop - 1`` still in the ring, oldest first.
+
+        ``total`` is the number of the next record. Another thread may call
+        this while the loop records: the copy may then be torn at its ends.
+        """
         total = self.total
         first = max(first, total - self.capacity, 0)
         if stop > total:
@@ -329,30 +350,71 @@ class Recorder:
             return self.codes[start:end], self.objs[start:end]
         return self.codes[start:] + self.codes[:end], self.objs[start:] + self.objs[:end]
 
+    def start_counting(
+        self, on_exit: Callable[[Any, TaskStats], object], on_cancel: Callable[[Any], object]
+    ) -> None:
+        """Count every task's steps and time in them (``stats_of``).
 
-def set_counting(rec: Recorder, on: bool) -> None:
-    """Start or stop counting steps per task."""
-    rec.counting = on
-    _update_mode(rec)
+        ``on_exit(task, stats)`` runs when a counted task is done;
+        ``on_cancel(task)`` when a cancellation wakes a task. One client
+        counts at a time.
+        """
+        if self.counting:
+            raise RuntimeError("the loop's recorder already counts steps for another client")
+        self.counting = True
+        self.on_exit = on_exit
+        self.on_cancel = on_cancel
+        _update_mode(self)
+
+    def stop_counting(self) -> None:
+        self.counting = False
+        self.on_exit = None
+        self.on_cancel = None
+        self.members = [None] * GROUP
+        # The stats stay: they are also the registry of the tasks a trace follows.
+        _update_mode(self)
+
+    def stats_of(self, task: object) -> TaskStats | None:
+        """The step counts of a live registered ``task`` (None: not registered)."""
+        return self.stats.get(id(task))
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+class RecorderClient:
+    """Base class of the tools that use the recorder rather than hooks.
+
+    ``loop.add_instrument(client)`` gives the loop a recorder (if it has
+    none) and calls ``on_attach``; ``loop.remove_instrument(client)`` calls
+    ``on_detach``, and the loop drops its recorder after the last client.
+    A client asks for what it needs in ``on_attach`` (``start_tracing``,
+    ``start_counting``) and ends it in ``on_detach``. Both run on the
+    loop's thread, or while the loop is not running.
+    """
+
+    def on_attach(self, loop: BaseLoop, recorder: Recorder) -> None:
+        """Attached to ``loop``, whose recorder is ``recorder``."""
+
+    def on_detach(self, loop: BaseLoop, recorder: Recorder) -> None:
+        """Detached from ``loop``: stop what ``on_attach`` started."""
 
 
 def _update_mode(rec: Recorder) -> None:
     rec.by_context = rec.tracing and not rec.counting and not rec.shared
 
 
-def attach(loop: BaseLoop, recorder: Recorder | None, client: object) -> Recorder:
+def attach(loop: BaseLoop, recorder: Recorder | None, client: RecorderClient) -> Recorder:
     """Add ``client`` to the loop's recorder (made if ``None``); the recorder."""
     rec = recorder if recorder is not None else Recorder()
     if client not in rec.clients:
         rec.clients.append(client)
-        client._aloop_record(loop, rec)  # type: ignore[attr-defined]
+        client.on_attach(loop, rec)
     return rec
 
 
-def detach(loop: BaseLoop, rec: Recorder, client: object) -> Recorder | None:
+def detach(loop: BaseLoop, rec: Recorder, client: RecorderClient) -> Recorder | None:
     """Remove ``client``; the recorder, or None once it has no client left."""
     rec.clients.remove(client)
-    client._aloop_unrecord(loop, rec)  # type: ignore[attr-defined]
+    client.on_detach(loop, rec)
     return rec if rec.clients else None
 
 
@@ -448,7 +510,7 @@ def _reading(rec: Recorder, now: float) -> None:
                     stats.seconds += share
                     if share > stats.longest:
                         stats.longest = share
-        rec.skip = GROUP - 1 if spent < rec.burst * runs else 0
+        rec.skip = GROUP - 1 if spent < BURST * runs else 0
     rec.stamp = now
 
 
@@ -601,7 +663,7 @@ def task_context(task: Any) -> object:
     # 3.11's C Task shows its Context only to the garbage collector: the
     # first Context among its referents (its done callbacks' come after).
     # (Not a getattr with a default first: on 3.11 that raises and catches
-    # an AttributeError, most of a microsecond per task.)
+    # an AttributeError for every task.)
     for ref in gc.get_referents(task):
         if type(ref) is contextvars.Context:
             return ref

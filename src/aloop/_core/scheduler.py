@@ -43,6 +43,7 @@ from aloop._core.handles import (
 from aloop._core.hooks import Instruments
 from aloop._core.recorder import (
     Recorder,
+    RecorderClient,
     attach,
     begin,
     detach,
@@ -103,10 +104,10 @@ class BaseLoop:
         backend_name = _backend_argument(backend)
         self._stopping = False
         # A list, not a deque: mypyc compiles list append and indexing to C,
-        # where each deque method is a generic method call (about 250
-        # instructions). An iteration runs the first N entries in place and
-        # then deletes them; the list object itself is never replaced, so a
-        # call_soon_threadsafe from another thread cannot append to a stale one.
+        # where each deque method is a generic Python method call. An
+        # iteration runs the first N entries in place and then deletes them;
+        # the list object itself is never replaced, so a call_soon_threadsafe
+        # from another thread cannot append to a stale one.
         # Each slot is set to None as its handle runs (only within the run step).
         self._ready: list[Handle | None] = []
         self._timers = TimerQueue()
@@ -506,12 +507,9 @@ class BaseLoop:
     # -- instruments -------------------------------------------------------------
 
     def add_instrument(self, instrument: object) -> None:
-        """Attach an instrument (see ``aloop._core.hooks``).
-
-        One with an ``_aloop_record`` method (a trace, per-step task
-        statistics) uses the compiled recorder instead of hooks.
-        """
-        if hasattr(instrument, "_aloop_record"):
+        """Attach an instrument: an object with hook methods (``aloop._core.hooks``),
+        or a ``RecorderClient`` (a trace, step counts: ``aloop._core.recorder``)."""
+        if isinstance(instrument, RecorderClient):
             self._recorder = attach(self, self._recorder, instrument)
             return
         if self._instruments is None:
@@ -521,7 +519,9 @@ class BaseLoop:
     def remove_instrument(self, instrument: object) -> None:
         """Detach an instrument; ``KeyError`` if it is not attached."""
         recorder = self._recorder
-        if recorder is not None and instrument in recorder.clients:
+        if isinstance(instrument, RecorderClient):
+            if recorder is None or instrument not in recorder.clients:
+                raise KeyError(f"instrument {instrument!r} is not attached")
             self._recorder = detach(self, recorder, instrument)
             return
         if self._instruments is None:

@@ -21,7 +21,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from aloop._core.recorder import Recorder, StatsTable, TaskStats, set_counting
+from aloop._core.recorder import Recorder, RecorderClient, TaskStats
 from aloop._core.taskinfo import (
     _await_chain,
     _timer_for,
@@ -116,8 +116,8 @@ class TaskTracker:
         self.ended: collections.deque[TaskRecord] = collections.deque(maxlen=history)
         #: Whether steps are counted (see ``track``).
         self.detail = True
-        # id(task) -> the recorder's live TaskStats, while counting.
-        self._stats = StatsTable()
+        # The loop's recorder, while it counts steps for this tracker.
+        self._recorder: Recorder | None = None
         # The instruments ``track`` attached for it (``untrack`` removes them).
         self._hooks: list[object] = []
 
@@ -131,7 +131,8 @@ class TaskTracker:
 
     def stats(self, task: asyncio.Task[Any]) -> TaskStats | None:
         """The recorder's step counts of a live ``task`` (None: not counted)."""
-        return self._stats.get(id(task))
+        recorder = self._recorder
+        return None if recorder is None else recorder.stats_of(task)
 
     # -- hook ----------------------------------------------------------------
 
@@ -168,25 +169,20 @@ def _copy_stats(rec: TaskRecord, stats: TaskStats) -> None:
     rec.longest_step = stats.longest
 
 
-class _StepCounter:
-    """Has the loop's compiled recorder count steps for a tracker (a recorder client)."""
+class _StepCounter(RecorderClient):
+    """Has the loop's compiled recorder count steps for a tracker."""
 
     def __init__(self, tracker: TaskTracker) -> None:
         self._tracker = tracker
 
-    def _aloop_record(self, loop: Any, rec: Recorder) -> None:
-        set_counting(rec, True)
-        rec.on_exit = self._tracker._exited
-        rec.on_cancel = self._tracker._cancelled
-        self._tracker._stats = rec.stats
+    def on_attach(self, loop: Any, recorder: Recorder) -> None:
+        tracker = self._tracker
+        recorder.start_counting(tracker._exited, tracker._cancelled)
+        tracker._recorder = recorder
 
-    def _aloop_unrecord(self, loop: Any, rec: Recorder) -> None:
-        set_counting(rec, False)
-        rec.on_exit = None
-        rec.on_cancel = None
-        rec.members = [None] * len(rec.members)
-        # rec.stats stays: it is also the registry of the tasks a trace follows.
-        self._tracker._stats = StatsTable()
+    def on_detach(self, loop: Any, recorder: Recorder) -> None:
+        recorder.stop_counting()
+        self._tracker._recorder = None
 
 
 def _creation_site() -> str | None:

@@ -58,7 +58,7 @@ class _Window:
         _resolve(self.codes, self.objs, holders)
 
 
-class Trace:
+class Trace(_rec.RecorderClient):
     """Records task steps, callbacks and I/O waits while attached to a loop.
 
     ``loop.add_instrument(trace)`` starts it, ``loop.remove_instrument(trace)``
@@ -73,22 +73,19 @@ class Trace:
         self._epoch = time.perf_counter()
         self._window: _Window | None = None
 
-    # -- the recorder's client protocol (loop thread) --------------------------
+    # -- as the recorder's client (loop thread) ---------------------------------
 
-    def _aloop_record(self, loop: Any, rec: _rec.Recorder) -> None:
+    def on_attach(self, loop: Any, recorder: _rec.Recorder) -> None:
         self._loop = loop
-        self._recorder = rec
+        self._recorder = recorder
         self._window = None
         self._epoch = time.perf_counter()
-        # Steps may be recorded by Context: every task must be known by one.
-        _rec.register_tasks(rec, asyncio.all_tasks(loop))
-        self._first = rec.start_ring(self.max_events)
+        self._first = recorder.start_tracing(self.max_events, asyncio.all_tasks(loop))
 
-    def _aloop_unrecord(self, loop: Any, rec: _rec.Recorder) -> None:
-        self._window = _Window(loop, rec, self._first)
+    def on_detach(self, loop: Any, recorder: _rec.Recorder) -> None:
+        self._window = _Window(loop, recorder, self._first)
         self._recorder = None
-        if not any(isinstance(client, Trace) for client in rec.clients):
-            rec.stop_ring()
+        recorder.stop_tracing()
 
     # -- output ----------------------------------------------------------------
 
