@@ -29,8 +29,9 @@ __all__ = ["Loop"]
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
-# os.environ's own dict (bytes keys on POSIX): a lookup there costs ~20 ns, one
-# through os.environ's Mapping methods ~800 ns, too much for each run_forever.
+# os.environ's own dict (bytes keys on POSIX): one dict probe per lookup,
+# where os.environ's Mapping methods encode the key and run Python code,
+# too much for each run_forever.
 _environ: Any = getattr(os.environ, "_data", None)
 _ENV_KEYS: tuple[Any, ...] = (b"ALOOP_MONITOR", b"ALOOP_TRACE", b"ALOOP_OTEL")
 if _environ is None:  # pragma: no cover - not CPython on POSIX

@@ -6,7 +6,10 @@ import logging
 import sys
 import traceback
 from asyncio import base_events
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aloop._core.scheduler import BaseLoop
 
 # 3.12 started running a custom handler in the failing task's context.
 _HANDLER_IN_CONTEXT = sys.version_info >= (3, 12)
@@ -63,7 +66,7 @@ def _context_of(context: dict[str, Any]) -> Any:
     return None
 
 
-def call_exception_handler(loop: Any, context: dict[str, Any]) -> None:
+def call_exception_handler(loop: BaseLoop, context: dict[str, Any]) -> None:
     """Route ``context`` to the custom handler, falling back to the default one."""
     handler = loop._exception_handler
     if handler is None:

@@ -25,9 +25,10 @@ _copy_context: Final = contextvars.copy_context
 # The unbound method: calling it skips looking "run" up on every call.
 _context_run: Final = contextvars.Context.run
 # ``getattr(obj, name, default)`` compiled by mypyc raises and then clears an
-# AttributeError when ``name`` is missing: some 3,000 instructions, paid for
-# every plain-function callback a recorder or hook asks for its ``__self__``.
-# The builtin, called as an object, looks the name up without raising.
+# AttributeError when ``name`` is missing (an exception object and a
+# traceback), paid for every plain-function callback a recorder or hook asks
+# for its ``__self__``. The builtin, called as an object, looks the name up
+# without raising.
 lookup: Final[Callable[[object, str, object], Any]] = builtins.getattr
 StackSummary = traceback.StackSummary
 

@@ -28,9 +28,6 @@ class TimerQueue:
         self.cancelled_count = 0
         self._seq = 0
 
-    def __len__(self) -> int:
-        return len(self.heap)
-
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq

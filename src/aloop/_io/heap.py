@@ -4,8 +4,8 @@ glibc gives free memory at the top of its heap back to the kernel once more
 than its trim threshold (128 KiB at start) is free there. A server passing
 100 KiB messages allocates and frees about that much per request (the read,
 a stream's buffer, the slice it hands out), so the heap shrinks and regrows
-on every request, and each regrowth page-faults page by page: about 25 minor
-faults per 100 KiB echo, most of the server's CPU time (measured, 3.12).
+on every request, and each regrowth page-faults page by page: a minor
+fault per 4 KiB page, which can be most of the server's CPU time.
 glibc raises the threshold by itself the first time a block from its mmap
 path (above 128 KiB) is freed: the mmap threshold becomes that block's size
 and the trim threshold twice that. Until something in the process happens to

@@ -1,7 +1,7 @@
 """Readiness polling on epoll directly, or on poll(2) where epoll does not exist.
 
-The stdlib loop goes through ``selectors``, which wraps every event in a
-``SelectorKey`` and costs about 200 ns per iteration on top of the system
+The stdlib loop goes through ``selectors``, which looks every event's
+``SelectorKey`` up and builds a list of pairs in Python on top of the system
 call. The loop keeps its own fd table, so all it needs from the backend is
 (fd, mask) pairs: that is what both ``select.epoll`` and ``select.poll``
 return natively.
@@ -37,11 +37,8 @@ class Poller:
         use_epoll = backend == "epoll"
         self._epoll: select.epoll | None = select.epoll() if use_epoll else None
         self._poll: select.poll | None = None if use_epoll else select.poll()
+        #: "epoll" or "poll" (``python -m aloop`` reports it).
         self.backend = backend
-
-    def fileno(self) -> int:
-        """The epoll fd, or -1 for poll(2), which has none."""
-        return self._epoll.fileno() if self._epoll is not None else -1
 
     def register(self, fd: int, mask: int) -> None:
         if self._epoll is not None:
