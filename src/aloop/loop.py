@@ -2,10 +2,11 @@
 
 Everything per-callback lives in ``aloop._core.scheduler.BaseLoop``, the
 compiled base; ``aloop.network.NetworkMixin`` and
-``aloop.processes.ProcessMixin`` (interpreted subclasses of it) add the
-network and process methods, and this class what runs once per program or
-per blocking call: running until a future completes, executors, async
-generator shutdown and closing. All their state is declared in ``BaseLoop``.
+``aloop.processes.ProcessMixin`` add the network and process methods (how
+they fit: ``aloop._core.loopparts``), and this class what runs once per
+program or per blocking call: running until a future completes, executors,
+async generator shutdown and closing. All their state is declared in
+``BaseLoop``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from asyncio import base_events, futures, tasks
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, TypeVarTuple
 
+from aloop._core.loopparts import LoopCore
 from aloop._core.scheduler import BaseLoop
 from aloop.network import NetworkMixin
 from aloop.processes import ProcessMixin
@@ -50,7 +52,7 @@ def _run_until_complete_cb(fut: asyncio.Future[Any]) -> None:
     futures._get_loop(fut).stop()  # type: ignore[attr-defined]
 
 
-class Loop(NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # type: ignore[misc]
+class Loop(LoopCore, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # type: ignore[misc]
     """An asyncio event loop whose scheduler is aloop's."""
 
     def __repr__(self) -> str:

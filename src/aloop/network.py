@@ -1,9 +1,9 @@
 """The network half of ``aloop.Loop``: sockets, DNS, connections, servers, TLS.
 
-A base of ``Loop`` over the compiled scheduler; each method is a thin entry
-point into the module of ``aloop._transports`` that implements it. Its
+A part of ``Loop`` (see ``aloop._core.loopparts``); each method is a thin
+entry point into the module of ``aloop._transports`` that implements it. Its
 state (``_net_transports``, ``_net_unix_inodes``) is declared in
-``BaseLoop``, whose native instances have no ``__dict__``.
+``BaseLoop``.
 """
 
 from __future__ import annotations
@@ -13,25 +13,20 @@ import os
 import socket
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aloop._core.fdtable import fileno_or_none
-from aloop._core.scheduler import BaseLoop
+from aloop._core.loopparts import LoopPart
 from aloop._transports import connect, dns, endpoint, sendfile, server, sockops, tls
 from aloop._transports.base import logger
 
-if TYPE_CHECKING:
-    # What the transports ask of the loop, ``Loop`` provides (checked by mypy only).
-    from aloop._core.loopapi import LoopAPI as _LoopAPI
-else:
-    _LoopAPI = object
 
 __all__ = ["NetworkMixin"]
 
 _ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
 
-class NetworkMixin(BaseLoop, _LoopAPI):
+class NetworkMixin(LoopPart):
     """sock_*, DNS, connections, servers, datagram endpoints, sendfile and TLS."""
 
     # -- transports by fd ------------------------------------------------------------

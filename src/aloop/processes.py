@@ -1,6 +1,6 @@
 """The process half of ``aloop.Loop``: subprocesses, pipes and Unix signals.
 
-A base of ``Loop`` over the compiled scheduler; the pipe and subprocess
+A part of ``Loop`` (see ``aloop._core.loopparts``); the pipe and subprocess
 transports live in ``aloop._transports``, signal delivery in
 ``aloop._core.signals``, child watching in ``aloop._core.children``. The
 per-loop state (``_signal_state``, ``_child_state``) is declared in
@@ -16,19 +16,13 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aloop._core.children import ChildWatchers
-from aloop._core.scheduler import BaseLoop
+from aloop._core.loopparts import LoopPart
 from aloop._core.signals import SignalHandlers, check_signal
 from aloop._transports.pipes import ReadPipeTransport, WritePipeTransport
 from aloop._transports.subprocess import SubprocessTransport
-
-if TYPE_CHECKING:
-    # What the transports ask of the loop, ``Loop`` provides (checked by mypy only).
-    from aloop._core.loopapi import LoopAPI as _LoopAPI
-else:
-    _LoopAPI = object
 
 __all__ = ["ProcessMixin"]
 
@@ -53,7 +47,7 @@ def _refuse_text_mode(
         raise ValueError("errors must be None")
 
 
-class ProcessMixin(BaseLoop, _LoopAPI):
+class ProcessMixin(LoopPart):
     """subprocess_exec/shell, connect_read_pipe/write_pipe, add/remove_signal_handler."""
 
     # -- pipes ---------------------------------------------------------------
