@@ -24,13 +24,16 @@ import struct
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aloop.tooling.auto import OFF_WORDS, is_on
 from aloop.tooling.stats import LoopStats
 from aloop.tooling.tasks import snapshot, track, tracker_of, untrack
 from aloop.tooling.trace import Trace
 from aloop.tooling.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from aloop.loop import Loop
 
 __all__ = ["Monitor", "MonitorUnavailable", "request", "socket_path"]
 
@@ -107,7 +110,7 @@ class Monitor:
 
     def __init__(
         self,
-        loop: Any,
+        loop: Loop,
         *,
         path: str | None = None,
         block_threshold: float | None = None,

@@ -35,7 +35,7 @@ import itertools
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     from opentelemetry import metrics
@@ -46,6 +46,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     ) from exc
 
 from aloop.tooling.stats import LoopStats, busy_fraction, tasks_alive
+
+if TYPE_CHECKING:
+    from aloop.loop import Loop
 
 __all__ = ["LoopMetrics", "instrument"]
 
@@ -58,7 +61,7 @@ _registries: dict[int, tuple[Any, _Registry]] = {}
 class LoopMetrics:
     """One instrumented loop: what its observations are read from."""
 
-    def __init__(self, loop: Any, lag_interval: float) -> None:
+    def __init__(self, loop: Loop, lag_interval: float) -> None:
         self._loop = weakref.ref(loop)
         self.attributes = {"aloop.loop.id": next(_ids)}
         self.stats = LoopStats(loop)
@@ -188,7 +191,7 @@ def _counter_reader(attr: str) -> Callable[[LoopMetrics, Any], float]:
     return read
 
 
-def instrument(loop: Any, meter_provider: Any = None, *, lag_interval: float = 0.5) -> LoopMetrics:
+def instrument(loop: Loop, meter_provider: Any = None, *, lag_interval: float = 0.5) -> LoopMetrics:
     """Export ``loop``'s statistics through ``meter_provider`` (default: the global one).
 
     Returns the ``LoopMetrics``; its ``close()`` stops observing the loop

@@ -13,7 +13,10 @@ import asyncio
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aloop.loop import Loop
 
 __all__ = ["LoopStats", "StatsSnapshot", "busy_fraction", "tasks_alive"]
 
@@ -56,7 +59,7 @@ def tasks_alive(loop: Any) -> int:
 class LoopStats:
     """Counts of what one aloop loop did since this object was made."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self._loop = loop
         self._closed = False
         _users[loop] = _users.get(loop, 0) + 1

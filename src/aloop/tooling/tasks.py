@@ -19,7 +19,7 @@ import sys
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aloop._core.recorder import Recorder, RecorderClient, TaskStats
 from aloop._core.taskinfo import (
@@ -30,6 +30,9 @@ from aloop._core.taskinfo import (
     suspension_stack,
     task_outcome,
 )
+
+if TYPE_CHECKING:
+    from aloop.loop import Loop
 
 __all__ = [
     "TaskInfo",
@@ -213,7 +216,7 @@ def tracker_of(loop: Any) -> TaskTracker | None:
     return _trackers.get(loop)
 
 
-def track(loop: Any, *, detail: bool = True) -> TaskTracker:
+def track(loop: Loop, *, detail: bool = True) -> TaskTracker:
     """The loop's tracker, attaching one on first use.
 
     It hooks task creation (parents, children, creation sites); states are
@@ -239,7 +242,7 @@ def track(loop: Any, *, detail: bool = True) -> TaskTracker:
     return tracker
 
 
-def untrack(loop: Any) -> None:
+def untrack(loop: Loop) -> None:
     """Detach the loop's tracker, if any: no more hooks, the exception handler
     as it was. Call it on the loop's thread (or while the loop is not running)."""
     tracker: TaskTracker | None = _trackers.get(loop)

@@ -19,7 +19,10 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aloop.loop import Loop
 
 __all__ = ["BlockReport", "Watchdog"]
 
@@ -46,7 +49,7 @@ def describe_running(loop: Any) -> str:
 class Watchdog:
     """Reports callbacks that block an aloop loop for longer than ``threshold`` seconds."""
 
-    def __init__(self, loop: Any, threshold: float = 0.1, *, log: bool = True) -> None:
+    def __init__(self, loop: Loop, threshold: float = 0.1, *, log: bool = True) -> None:
         if threshold <= 0:
             raise ValueError(f"threshold must be positive, got {threshold!r}")
         self._loop = loop
