@@ -16,19 +16,17 @@ import asyncio
 import concurrent.futures
 import contextvars
 import os
-import socket
 import sys
 import threading
 import time
 import weakref
 from asyncio import coroutines, events
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
 
 from aloop._core import debug, errors
-from aloop._core.children import ChildWatchers
 from aloop._core.clock import VirtualClock
 from aloop._core.deadlock import VirtualTimeDeadlock, describe_deadlock
 from aloop._core.fdtable import FdTable, fileobj_to_fd
@@ -53,11 +51,16 @@ from aloop._core.recorder import (
     wait_end,
     woken,
 )
-from aloop._core.signals import SignalHandlers
 from aloop._core.timers import TimerQueue
 from aloop._io import heap
 from aloop._io.poller import READ, Poller
 from aloop._io.wakeup import Waker
+
+if TYPE_CHECKING:
+    import socket
+
+    from aloop._core.children import ChildWatchers
+    from aloop._core.signals import SignalHandlers
 
 _monotonic: Final = time.monotonic
 _perf_counter: Final = time.perf_counter
