@@ -20,7 +20,6 @@ from aloop._core.loopparts import LoopPart
 from aloop._transports import connect, dns, endpoint, sendfile, server, sockops, tls
 from aloop._transports.base import logger
 
-
 __all__ = ["NetworkMixin"]
 
 _ProtocolFactory = Callable[[], asyncio.BaseProtocol]

@@ -4,11 +4,11 @@
 network and process parts (``aloop.network``, ``aloop.processes``), whose
 methods use BaseLoop's state and methods and pass the loop to the
 transports as a ``LoopAPI``. The type checker sees each part as a subclass
-of both (``LoopPart``). At run time they are plain mixins,
-and ``Loop`` names BaseLoop first (``LoopCore``), so BaseLoop comes right
-after ``Loop`` in its MRO: mypyc checks the ``self`` of every call from
-Python or C into a compiled method (a Task's ``loop.call_soon``) by walking
-the MRO until BaseLoop, one step per class before it.
+of both (``LoopPart``). At run time they are plain mixins, and ``Loop``
+names BaseLoop first (``LoopCore``), so BaseLoop comes right after ``Loop``
+in its MRO: mypyc checks the ``self`` of every call from Python or C into a
+compiled method (a Task's ``loop.call_soon``) by walking the MRO until
+BaseLoop, one step per class before it.
 
 All of the loop's state is declared in ``BaseLoop.__init__``, parts'
 included: a compiled BaseLoop has no instance ``__dict__``.
