@@ -705,3 +705,48 @@ def test_bad_input_errors_match_asyncio_exactly() -> None:
     assert expected[2] == (RuntimeError, "Event loop stopped before Future completed.")
     assert misuses(aloop.new_event_loop) == expected
     gc.collect()
+
+
+def test_finish_loop_cancels_reports_and_closes(loop_factory: LoopFactory) -> None:
+    """The REPL's and IPython's shutdown: leftovers cancelled, a failure reported, loop closed."""
+    loop = loop_factory()
+    reported: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    finished: list[str] = []
+
+    async def obedient() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            finished.append("obedient")
+
+    async def failing() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise ValueError("failed while cancelled") from None
+
+    async def agen() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+        finally:
+            finished.append("agen")
+
+    async def start() -> None:
+        gen = agen()
+        await gen.__anext__()
+        loop.run_in_executor(None, time.sleep, 0)
+        started.append(gen)  # kept alive, so only shutdown_asyncgens closes it
+
+    started: list[AsyncGenerator[int, None]] = []
+    tasks = [loop.create_task(obedient()), loop.create_task(failing())]
+    loop.run_until_complete(start())
+
+    aloop.runner.finish_loop(loop, "the test's end")
+
+    assert loop.is_closed()
+    assert all(task.done() for task in tasks)
+    assert sorted(finished) == ["agen", "obedient"]
+    assert [c["message"] for c in reported] == ["unhandled exception in a task at the test's end"]
+    assert str(reported[0]["exception"]) == "failed while cancelled"
+    assert reported[0]["task"] is tasks[1]

@@ -48,20 +48,13 @@ class AloopRunner:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
-        """Cancel the tasks still alive, let them finish, and close the loop."""
+        """Cancel the tasks still alive, let them finish, and close the loop (``finish_loop``)."""
         loop, self._loop = self._loop, None
         if loop is None or loop.is_closed():
             return
-        try:
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
+        from aloop.runner import finish_loop
+
+        finish_loop(loop, "IPython's exit or %unload_ext")
 
     def __str__(self) -> str:
         # What %autoawait prints as the current runner.

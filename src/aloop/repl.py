@@ -29,6 +29,7 @@ from typing import Any
 
 import aloop
 from aloop.inspect import format_tree, snapshot, track
+from aloop.runner import finish_loop
 
 __all__ = ["banner", "run_repl"]
 
@@ -396,31 +397,6 @@ def _drive(loop: asyncio.AbstractEventLoop, session: _Session, thread: _ReplThre
         return
 
 
-def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the tasks still alive and let them finish, as ``asyncio.run`` does."""
-    try:
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        for task in pending:
-            if not task.cancelled() and task.exception() is not None:
-                loop.call_exception_handler(
-                    {
-                        "message": "unhandled exception in a task at REPL exit",
-                        "exception": task.exception(),
-                        "task": task,
-                    }
-                )
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-    except KeyboardInterrupt:
-        pass  # a second Ctrl-C: leave without waiting
-    finally:
-        loop.close()
-
-
 def run_repl() -> int:
     """Run the REPL until Ctrl-D or ``exit()``; return the exit status."""
     sys.audit("cpython.run_stdin")
@@ -436,7 +412,7 @@ def run_repl() -> int:
     thread.start()
     _drive(loop, session, thread)
     console.write("exiting aloop REPL...\n")
-    _shutdown(loop)
+    finish_loop(loop, "REPL exit")
     asyncio.set_event_loop(None)
     return _exit_status(session.exit_code)
 

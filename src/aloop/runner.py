@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from aloop._core.clock import VirtualClock
 from aloop.loop import Loop
 
-__all__ = ["new_event_loop", "run"]
+__all__ = ["finish_loop", "new_event_loop", "run"]
 
 _T = TypeVar("_T")
 
@@ -69,3 +69,35 @@ def run(
         events.set_event_loop(None)
         if not loop.is_closed():
             loop.close()
+
+
+def finish_loop(loop: asyncio.AbstractEventLoop, where: str) -> None:
+    """Close a loop that outlived its program as ``asyncio.run`` closes its own.
+
+    Tasks still alive are cancelled and awaited (one that failed instead is
+    reported, as "unhandled exception in a task at ``where``"), then async
+    generators and the default executor are shut down and the loop closed. A
+    Ctrl-C meanwhile skips the waiting, not the closing. For loops that stay
+    open across statements or cells: the REPL and IPython's runner.
+    """
+    try:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        for task in pending:
+            if not task.cancelled() and task.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": f"unhandled exception in a task at {where}",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C: leave without waiting
+    finally:
+        loop.close()
