@@ -85,15 +85,19 @@ venv_run() {
 }
 
 # The sid root with python3.14 and python3.15, their test packages (which the
-# conformance tests run), Chromium (the web page test) and the servers of the
+# conformance tests run), Chromium (the web page test), valgrind (the instruction
+# counts of bench/instructions.py and its test) and the servers of the
 # library tests (ensure_services), made once per machine.
-SID_PACKAGES=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps,chromium,postgresql,redis-server
+SID_PACKAGES=python3.14,python3.14-dev,python3.14-venv,libpython3.14-testsuite,python3.15,python3.15-dev,python3.15-venv,libpython3.15-testsuite,gcc,libc6-dev,ca-certificates,procps,chromium,postgresql,redis-server,valgrind
 
 ensure_sidroot() {
     if [ -x "$SIDROOT/usr/bin/python3.15" ] && [ -x "$SIDROOT/usr/bin/python3.14" ]; then
-        [ -x "$SIDROOT/usr/bin/chromium" ] && return 0
-        # A root made before Chromium was on the list.
-        in_sid bash -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+        # A root made before a package joined the list gets it now.
+        local missing=""
+        [ -x "$SIDROOT/usr/bin/chromium" ] || missing="$missing chromium"
+        [ -x "$SIDROOT/usr/bin/valgrind" ] || missing="$missing valgrind"
+        [ -z "$missing" ] && return 0
+        in_sid bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$missing"
         return
     fi
     if ! command -v mmdebstrap >/dev/null 2>&1; then
