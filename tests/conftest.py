@@ -11,10 +11,6 @@ import pytest
 from tests.monitored import Program, run_program
 from tests.support import LOOP_FACTORIES, LoopFactory, open_fds
 
-# Files not yet moved to tests.support import these from here.
-from tests.support import aloop_env as aloop_env
-from tests.support import run_with_loop as run_with_loop
-
 import aloop
 
 

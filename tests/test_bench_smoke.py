@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import aloop_env
+from tests.support import aloop_env
 
 import aloop
 
