@@ -17,6 +17,18 @@ asyncio's rules, which sockets, pipes and TLS follow alike:
 ``asyncio.Transport`` in front of it; ``stream`` and ``datagram`` derive from
 both. The pipe transports and TLS use the rest.
 
+Closing and connection lost are written once, as plain functions that the
+compiled socket cores and the interpreted pipes both call (an interpreted
+class cannot derive from a native one): ``lose_connection`` (stop watching
+the fd, ``connection_lost()`` on the next iteration), ``connection_lost_then``
+(the call, then the release whatever it raised), ``count_lost_write`` (writes
+after loss dropped, asyncio's warning from the fifth; TLS too),
+``warn_unclosed`` (``__del__``'s ResourceWarning) and ``repr_state``. Each
+transport keeps what differs: its buffer and when it is flushed, what
+``release`` lets go of (a socket: the loop's fd registry, the socket, its
+server; a pipe: the pipe and its loop), and a pipe's closing after its loop
+has closed.
+
 Each socket transport is two objects in one module: the core (a native class,
 compiled) holds the state and runs every hot path, where an attribute read is
 a struct load; the transport (``native_class=False``: a plain Python class,
@@ -70,11 +82,16 @@ __all__ = [
     "WriteFlow",
     "call_protocol",
     "check_write_limits",
+    "connection_lost_then",
+    "count_lost_write",
     "logger",
+    "lose_connection",
     "report_fatal",
+    "repr_state",
     "scratch_buffer",
     "set_result_unless_cancelled",
     "socket_extra",
+    "warn_unclosed",
 ]
 
 logger: Final = logging.getLogger("asyncio")
@@ -143,6 +160,73 @@ def report_fatal(
     loop.call_exception_handler(
         {"message": message, "exception": exc, "transport": transport, "protocol": protocol}
     )
+
+
+# -- closing and connection lost: written once for sockets and pipes ------------------
+#
+# Plain functions taking the values they need: the compiled socket cores and the
+# interpreted pipe transports both call them (an interpreted class cannot derive
+# from a native one, and a shared state object would add a load to every read).
+
+
+def count_lost_write(lost: int, warning: str) -> int:
+    """Count one write dropped after the connection was lost; warn from the fifth on.
+
+    Returns the new count (the transport's ``conn_lost``).
+    """
+    if lost >= LOST_WRITES_BEFORE_WARNING:
+        logger.warning(warning)
+    return lost + 1
+
+
+def lose_connection(
+    loop: LoopAPI,
+    fd: int,
+    flushing: bool,
+    connection_lost: Callable[[BaseException | None], object],
+    exc: BaseException | None,
+    context: contextvars.Context | None = None,
+) -> None:
+    """Stop watching ``fd`` (its writer too if ``flushing``); connection_lost(exc) next iteration.
+
+    ``close()`` with nothing left to flush, ``abort()`` and fatal errors end here.
+    """
+    if flushing:
+        loop._remove_writer(fd)
+    loop._remove_reader(fd)
+    loop.call_soon(connection_lost, exc, context=context)
+
+
+def connection_lost_then(
+    protocol: Any, exc: BaseException | None, release: Callable[[], object]
+) -> None:
+    """Call ``protocol.connection_lost(exc)``, then ``release()`` whatever it raised."""
+    try:
+        if protocol is not None:
+            protocol.connection_lost(exc)
+    finally:
+        release()
+
+
+def repr_state(transport: Any, closed: bool, closing: bool, fd: int) -> list[str]:
+    """A transport repr's first words: class name, closed or closing, fd."""
+    info = [type(transport).__name__]
+    if closed:
+        info.append("closed")
+    elif closing:
+        info.append("closing")
+    info.append(f"fd={fd}")
+    return info
+
+
+def warn_unclosed(transport: Any, resource: Any, warn: Callable[..., object]) -> None:
+    """``__del__`` of a transport still holding ``resource``: warn, then close it.
+
+    ``warn`` is ``warnings.warn``, bound by the caller's default argument, which
+    lasts through interpreter shutdown.
+    """
+    warn(f"unclosed transport {transport!r}", ResourceWarning, source=transport)
+    resource.close()
 
 
 # Each thread's scratch buffer, for reads whose bytes are copied out before any
@@ -287,19 +371,17 @@ class SocketCore(metaclass=ABCMeta):
     # -- closing -----------------------------------------------------------------------
 
     def note_lost_write(self) -> None:
-        if self.conn_lost >= LOST_WRITES_BEFORE_WARNING:
-            logger.warning("socket.send() raised exception.")
-        self.conn_lost += 1
+        self.conn_lost = count_lost_write(self.conn_lost, "socket.send() raised exception.")
 
     def close(self) -> None:
         if self.closing:
             return
         self.closing = True
-        self.loop._remove_reader(self.fd)
-        if not self.has_buffered():
-            self.conn_lost += 1
-            self.loop._remove_writer(self.fd)
-            self.loop.call_soon(self.call_connection_lost, None, context=self.context)
+        if self.has_buffered():
+            self.loop._remove_reader(self.fd)  # write_ready ends the connection once flushed
+            return
+        self.conn_lost += 1
+        lose_connection(self.loop, self.fd, True, self.call_connection_lost, None, self.context)
 
     def abort(self) -> None:
         self.force_close(None)
@@ -312,32 +394,30 @@ class SocketCore(metaclass=ABCMeta):
     def force_close(self, exc: BaseException | None) -> None:
         if self.conn_lost:
             return
-        if self.has_buffered():
+        flushing = self.has_buffered()
+        if flushing:
             self.drop_buffer()
-            self.loop._remove_writer(self.fd)
-        if not self.closing:
-            self.closing = True
-            self.loop._remove_reader(self.fd)
+        self.closing = True
         self.conn_lost += 1
-        self.loop.call_soon(self.call_connection_lost, exc, context=self.context)
+        lose_connection(self.loop, self.fd, flushing, self.call_connection_lost, exc, self.context)
 
     def call_connection_lost(self, exc: BaseException | None) -> None:
+        connection_lost_then(self.protocol, exc, self.release)
+
+    def release(self) -> None:
+        """What a socket lets go of once the connection is lost."""
         transport = self.transport
-        try:
-            if self.protocol is not None:
-                self.protocol.connection_lost(exc)
-        finally:
-            sock = self.sock
-            if sock is not None:
-                self.loop._detach_transport(self.fd, transport)
-                sock.close()
-            self.sock = None
-            self.protocol = None
-            self.transport = None
-            server = self.server
-            if server is not None:
-                self.server = None
-                server._detach(transport)
+        sock = self.sock
+        if sock is not None:
+            self.loop._detach_transport(self.fd, transport)
+            sock.close()
+        self.sock = None
+        self.protocol = None
+        self.transport = None
+        server = self.server
+        if server is not None:
+            self.server = None
+            server._detach(transport)
 
 
 def socket_extra(sock: socket.socket, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -481,14 +561,10 @@ class SocketTransport(asyncio.Transport, metaclass=SlotMethods):
 
     def __repr__(self) -> str:
         core: SocketCore | None = vars(self).get("_core")  # None while half-built
-        parts = [type(self).__name__]
-        if core is None or core.sock is None:
-            parts.append("closed")
-        elif core.closing:
-            parts.append("closing")
-        if core is not None:
-            parts.append(f"fd={core.fd}")
-        if core is not None and core.sock is not None and not core.closing:
+        if core is None:
+            return f"<{type(self).__name__} closed>"
+        parts = repr_state(self, core.sock is None, core.closing, core.fd)
+        if core.sock is not None and not core.closing:
             parts.append("read=" + ("polling" if core.is_reading() else "idle"))
             state = "polling" if core.has_buffered() else "idle"
             parts.append(f"write=<{state}, bufsize={core.buffer_size()}>")
@@ -497,8 +573,7 @@ class SocketTransport(asyncio.Transport, metaclass=SlotMethods):
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         core: SocketCore | None = vars(self).get("_core")  # None if __init__ failed
         if core is not None and core.sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            core.sock.close()
+            warn_unclosed(self, core.sock, _warn)
             if core.server is not None:
                 core.server._detach(self)
 

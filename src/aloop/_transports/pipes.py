@@ -21,13 +21,17 @@ from typing import Any
 
 from aloop._core.loopapi import LoopAPI
 from aloop._transports.base import (
-    LOST_WRITES_BEFORE_WARNING,
     MAX_READ,
     WOULD_BLOCK,
     WriteFlow,
+    connection_lost_then,
+    count_lost_write,
     logger,
+    lose_connection,
     report_fatal,
+    repr_state,
     set_result_unless_cancelled,
+    warn_unclosed,
 )
 
 __all__ = ["ReadPipeTransport", "WritePipeTransport"]
@@ -71,12 +75,7 @@ class _PipeTransport(asyncio.BaseTransport):
 
     def _repr_head(self) -> tuple[list[str], bool]:
         """The repr words both ends share, and whether the pipe is live on its loop."""
-        info = [type(self).__name__]
-        if self._pipe is None:
-            info.append("closed")
-        elif self._closing:
-            info.append("closing")
-        info.append(f"fd={self._fileno}")
+        info = repr_state(self, self._pipe is None, self._closing, self._fileno)
         if self._pipe is None:
             info.append("closed")
         elif self._loop is None or self._loop.is_closed():
@@ -87,8 +86,7 @@ class _PipeTransport(asyncio.BaseTransport):
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if self._pipe is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            self._pipe.close()
+            warn_unclosed(self, self._pipe, _warn)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -115,14 +113,27 @@ class _PipeTransport(asyncio.BaseTransport):
         self._loop = None
         return True
 
+    def _drop_buffer(self) -> bool:
+        """Forget what waits to be written; whether anything did (the write end has a buffer)."""
+        return False
+
+    def _close(self, exc: BaseException | None) -> None:
+        """``abort()``, a fatal error or the peer gone: drop the buffer, connection_lost(exc)."""
+        self._closing = True
+        if self._released_if_loop_closed():
+            return
+        flushing = self._drop_buffer()
+        lose_connection(self._live_loop, self._fileno, flushing, self._call_connection_lost, exc)
+
     def _call_connection_lost(self, exc: BaseException | None) -> None:
-        try:
-            self._protocol.connection_lost(exc)
-        finally:
-            self._pipe.close()
-            self._pipe = None
-            self._protocol = None
-            self._loop = None
+        connection_lost_then(self._protocol, exc, self._release)
+
+    def _release(self) -> None:
+        """What a pipe lets go of once the connection is lost: the pipe, protocol and loop."""
+        self._pipe.close()
+        self._pipe = None
+        self._protocol = None
+        self._loop = None
 
 
 class ReadPipeTransport(_PipeTransport, asyncio.ReadTransport):
@@ -174,9 +185,8 @@ class ReadPipeTransport(_PipeTransport, asyncio.ReadTransport):
         if self._live_loop.get_debug():
             logger.info("%r was closed by peer", self)
         self._closing = True
-        self._live_loop._remove_reader(self._fileno)
         self._live_loop.call_soon(self._protocol.eof_received)
-        self._live_loop.call_soon(self._call_connection_lost, None)
+        lose_connection(self._live_loop, self._fileno, False, self._call_connection_lost, None)
 
     def is_reading(self) -> bool:
         return not self._paused and not self._closing
@@ -206,13 +216,6 @@ class ReadPipeTransport(_PipeTransport, asyncio.ReadTransport):
         quiet = isinstance(exc, OSError) and exc.errno == errno.EIO
         report_fatal(self._live_loop, self, self._protocol, exc, message, quiet)
         self._close(exc)
-
-    def _close(self, exc: BaseException | None) -> None:
-        self._closing = True
-        if self._released_if_loop_closed():
-            return
-        self._live_loop._remove_reader(self._fileno)
-        self._live_loop.call_soon(self._call_connection_lost, exc)
 
 
 class WritePipeTransport(_PipeTransport, asyncio.Transport):
@@ -284,9 +287,9 @@ class WritePipeTransport(_PipeTransport, asyncio.Transport):
         if not data:
             return
         if self._conn_lost or self._closing:
-            if self._conn_lost >= LOST_WRITES_BEFORE_WARNING:
-                logger.warning("pipe closed by peer or os.write(pipe, data) raised exception.")
-            self._conn_lost += 1
+            self._conn_lost = count_lost_write(
+                self._conn_lost, "pipe closed by peer or os.write(pipe, data) raised exception."
+            )
             return
         if not self._buffer:
             # Nothing queued: try writing straight away.
@@ -340,8 +343,7 @@ class WritePipeTransport(_PipeTransport, asyncio.Transport):
             return
         self._closing = True
         if not self._buffer:
-            self._live_loop._remove_reader(self._fileno)
-            self._live_loop.call_soon(self._call_connection_lost, None)
+            lose_connection(self._live_loop, self._fileno, False, self._call_connection_lost, None)
 
     def close(self) -> None:
         """Close once the buffer is flushed (like ``write_eof``)."""
@@ -356,12 +358,7 @@ class WritePipeTransport(_PipeTransport, asyncio.Transport):
         report_fatal(self._live_loop, self, self._protocol, exc, message, isinstance(exc, OSError))
         self._close(exc)
 
-    def _close(self, exc: BaseException | None) -> None:
-        self._closing = True
-        if self._released_if_loop_closed():
-            return
-        if self._buffer:
-            self._live_loop._remove_writer(self._fileno)
+    def _drop_buffer(self) -> bool:
+        flushing = bool(self._buffer)
         self._buffer.clear()
-        self._live_loop._remove_reader(self._fileno)
-        self._live_loop.call_soon(self._call_connection_lost, exc)
+        return flushing

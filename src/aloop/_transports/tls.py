@@ -29,6 +29,10 @@ Otherwise behaviour follows the stdlib loop of the running Python: releases
 differ in how an abort reaches the raw transport and in ``is_closing()`` (see
 the flags below).
 
+Closing shares only ``base.count_lost_write`` with sockets and pipes: ``close()``
+and ``abort()`` drive the TLS states and end in the raw transport's, which stops
+watching the fd, calls ``connection_lost()`` next iteration and closes it.
+
 ``make_tls_transport``, ``accept_tls`` and ``start_tls`` at the end put an
 ``SSLProtocol`` on a stream transport.
 """
@@ -49,9 +53,9 @@ from typing import Any, cast
 
 from aloop._core.loopapi import Cancellable, LoopAPI
 from aloop._transports.base import (
-    LOST_WRITES_BEFORE_WARNING,
     MAX_READ,
     check_write_limits,
+    count_lost_write,
     logger,
     report_fatal,
     scratch_buffer,
@@ -652,9 +656,7 @@ class SSLProtocol(asyncio.BufferedProtocol):
     def _write_appdata(self, list_of_data: Iterable[Any]) -> None:
         """Queue the app's plaintext and encrypt it if the session is up."""
         if self._state in _CLOSED_FOR_WRITES:
-            if self._conn_lost >= LOST_WRITES_BEFORE_WARNING:
-                logger.warning("SSL connection is closed")
-            self._conn_lost += 1
+            self._conn_lost = count_lost_write(self._conn_lost, "SSL connection is closed")
             return
         # Check every piece before queueing any (a TypeError leaves nothing half-queued).
         pieces = [data if isinstance(data, bytes) else _flat(data) for data in list_of_data]
