@@ -242,6 +242,8 @@ def run_locked(handle: ThreadSafeHandle | None) -> None:
             args = handle._args
             context = handle._context
             try:
+                # run_handle's call again, by arity, rather than a helper both call:
+                # that would add a native call to every plain callback, the hot path.
                 if not args:
                     _context_run(context, callback)  # type: ignore[arg-type]
                 elif len(args) == 1:

@@ -196,6 +196,8 @@ class StreamCore(SocketCore):
 
     def read_into_protocol(self) -> None:
         """BufferedProtocol: read straight into the buffer the protocol lends us."""
+        # The same guards as read_ready's, written out again: this is the read path,
+        # and a shared helper would cost a call per read and a return code to test.
         try:
             buf = self.protocol.get_buffer(-1)
             if not len(buf):
