@@ -157,6 +157,7 @@ class Loop(LoopCore, NetworkMixin, ProcessMixin, asyncio.AbstractEventLoop):  # 
         return future
 
     def set_default_executor(self, executor: Any) -> None:
+        """Use ``executor`` (a ``ThreadPoolExecutor``) for ``run_in_executor(None, ...)``."""
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
             raise TypeError("executor must be ThreadPoolExecutor instance")
         self._default_executor = executor

@@ -41,6 +41,7 @@ class VirtualClock:
         return f"<VirtualClock now={self.now!r} {mode} holds={self.holds}>"
 
     def time(self) -> float:
+        """The virtual time now (``now``), as ``loop.time()`` reads it."""
         return self.now
 
     def advance(self, seconds: object) -> None:
@@ -110,6 +111,7 @@ class TimeHold:
         self.release()
 
     def acquire(self) -> None:
+        """Start counting as pending outside work (see ``VirtualClock.hold``)."""
         if not self._held:
             self._held = True
             self._clock.holds += 1

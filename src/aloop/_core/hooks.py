@@ -48,6 +48,7 @@ HOOKS: Final = (
     "before_io_wait",
     "after_io_wait",
 )
+"""The names of the hook methods an instrument may define (see ``Instrument``)."""
 
 logger: Final = logging.getLogger("aloop")
 

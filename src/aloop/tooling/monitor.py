@@ -6,6 +6,7 @@ socket lives in a directory only this user can enter (mode 0700, under
 (``SO_PEERCRED``). No TCP port is opened.
 
 Protocol: one JSON object per connection each way, a line each.
+
 - ``{"cmd": "ps"}``: every task, loop statistics, and what blocks the loop now.
 - ``{"cmd": "cancel", "task": NAME}``: cancel the task of that name.
 - ``{"cmd": "trace", "seconds": S}``: record S seconds of events; the trace JSON.
@@ -45,6 +46,7 @@ _serving_lock = threading.Lock()
 
 
 def socket_dir() -> str:
+    """The directory of this user's monitor sockets (``$XDG_RUNTIME_DIR`` or the temp dir)."""
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     return os.path.join(base, f"aloop-{os.getuid()}")
 
@@ -228,6 +230,7 @@ class Monitor:
             conn.sendall(json.dumps(reply).encode() + b"\n")
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request (see the module docstring); an unknown command gets an error."""
         cmd = req.get("cmd")
         if cmd == "ps":
             return self._ps()

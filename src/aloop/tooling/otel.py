@@ -104,10 +104,12 @@ class LoopMetrics:
         self._timer = loop.call_at(due, self._probe, due)
 
     def take_lag(self) -> float:
+        """The largest loop lag (seconds) seen since the last call; resets it."""
         lag, self._lag = self._lag, 0.0
         return max(lag, 0.0)
 
     def take_utilisation(self) -> float:
+        """The busy share (0..1) since the last call."""
         snap = self.stats.snapshot()
         busy, idle = snap.busy - self._last[0], snap.idle - self._last[1]
         self._last = (snap.busy, snap.idle)

@@ -26,13 +26,22 @@ _users: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 @dataclass(frozen=True)
 class StatsSnapshot:
+    """A loop's counters since its ``LoopStats`` was made (times in seconds)."""
+
     iterations: int
+    """Loop iterations run."""
     callbacks: int
+    """Callbacks run (task steps included)."""
     polls: int
+    """Polls for I/O (``epoll_wait``/``poll`` calls)."""
     io_events: int
+    """Readiness events the polls returned."""
     busy: float
+    """Time spent running callbacks and loop work."""
     idle: float
+    """Time spent waiting in polls for I/O or the next timer."""
     tasks_alive: int
+    """Tasks of the loop not done now."""
 
     @property
     def utilisation(self) -> float:
@@ -91,6 +100,7 @@ class LoopStats:
         return (loop._iterations, loop._handles_run, loop._polls, loop._io_events, idle)
 
     def snapshot(self) -> StatsSnapshot:
+        """The counters now (cheap: reads the loop's native counters, no locking)."""
         now = time.perf_counter()
         counters = self._counters(now)
         iterations, callbacks, polls, events, idle = (

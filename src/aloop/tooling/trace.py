@@ -112,6 +112,7 @@ class Trace(_rec.RecorderClient):
         return {"traceEvents": metadata + events, "displayTimeUnit": "ms"}
 
     def save(self, path: str) -> None:
+        """Write the trace as Chrome/Perfetto JSON (``to_json()``) to ``path``."""
         with open(path, "w", encoding="utf-8") as out:
             json.dump(self.to_json(), out)
 

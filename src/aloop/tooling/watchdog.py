@@ -65,11 +65,13 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Watchdog:
+        """Start watching from a daemon thread; returns the watchdog."""
         self._thread = threading.Thread(target=self._watch, name="aloop-watchdog", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop watching and wait for the thread to end."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
