@@ -80,13 +80,10 @@ class DatagramCore(SocketCore):
             nbytes, addr = sock.recvfrom_into(buf)
         except WOULD_BLOCK:
             return
-        except OSError as exc:
-            self.protocol.error_received(exc)
-            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self.fatal_error(exc, "Fatal read error on datagram transport")
+            self.io_failed(exc, "Fatal read error on datagram transport")
             return
         self.protocol.datagram_received(bytes(memoryview(buf)[:nbytes]), addr)
 
@@ -113,18 +110,23 @@ class DatagramCore(SocketCore):
                 return
             except WOULD_BLOCK:
                 self.loop._add_writer(self.fd, self.write_ready)
-            except OSError as exc:
-                self.protocol.error_received(exc)
-                return
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self.fatal_error(exc, "Fatal write error on datagram transport")
+                self.io_failed(exc, "Fatal write error on datagram transport")
                 return
         # Copied: the caller may reuse a mutable buffer once we return.
         self.buffer.append((bytes(data), addr))
         self.pending += len(data) + _HEADER_SIZE
         self.maybe_pause_protocol()
+
+    def io_failed(self, exc: BaseException, message: str) -> None:
+        """A read or send raised: an OSError goes to error_received and the endpoint
+        stays open (as asyncio's); anything else is fatal, with ``message``."""
+        if isinstance(exc, OSError):
+            self.protocol.error_received(exc)
+        else:
+            self.fatal_error(exc, message)
 
     def send(self, data: Any, addr: Any) -> None:
         sock = self.sock
@@ -141,15 +143,13 @@ class DatagramCore(SocketCore):
                 self.send(data, addr)
             except WOULD_BLOCK:
                 break
-            except OSError as exc:
-                self.buffer.popleft()
-                self.pending -= len(data) + _HEADER_SIZE
-                self.protocol.error_received(exc)
-                return
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
-                self.fatal_error(exc, "Fatal write error on datagram transport")
+                if isinstance(exc, OSError):  # this datagram is given up
+                    self.buffer.popleft()
+                    self.pending -= len(data) + _HEADER_SIZE
+                self.io_failed(exc, "Fatal write error on datagram transport")
                 return
             self.buffer.popleft()
             self.pending -= len(data) + _HEADER_SIZE
