@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import socket
-import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +17,7 @@ from aloop._core.loopapi import LoopAPI
 from aloop._transports import dns
 from aloop._transports.base import logger
 from aloop._transports.datagram import DatagramTransport
-from aloop._transports.server import set_reuseport
+from aloop._transports.server import remove_stale_unix_socket, set_reuseport
 
 __all__ = ["create_datagram_endpoint"]
 
@@ -46,16 +44,6 @@ def _check_sock_only(sock: socket.socket, options: dict[str, Any]) -> None:
         )
 
 
-def _remove_stale_unix_socket(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
-
-
 async def _address_pairs(
     loop: LoopAPI, local_addr: Any, remote_addr: Any, family: int, proto: int, flags: int
 ) -> list[tuple[tuple[int, int], list[Any]]]:
@@ -68,8 +56,8 @@ async def _address_pairs(
         for addr in (local_addr, remote_addr):
             if addr is not None and not isinstance(addr, str):
                 raise TypeError("string is expected")
-        if local_addr and local_addr[0] not in (0, "\x00"):
-            _remove_stale_unix_socket(local_addr)
+        if local_addr:
+            remove_stale_unix_socket(local_addr)
         return [((family, proto), [local_addr, remote_addr])]
     pairs: dict[tuple[int, int], list[Any]] = {}
     for index, addr in ((0, local_addr), (1, remote_addr)):

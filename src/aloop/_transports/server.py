@@ -318,6 +318,22 @@ def _listening_socket(
     return sock
 
 
+def remove_stale_unix_socket(path: Any) -> None:
+    """Remove the socket file an earlier run left at ``path``: it would make bind() fail.
+
+    Not for an abstract address (a leading NUL), which has no file.
+    """
+    if path[0] in (0, "\x00"):
+        return
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+
+
 def set_reuseport(sock: socket.socket) -> None:
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ValueError("reuse_port not supported by socket module")
@@ -450,15 +466,7 @@ async def _serve(
 
 def _bind_unix(path: Any) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if path[0] not in (0, "\x00"):
-        # A stale socket file from an earlier run would make bind() fail.
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+    remove_stale_unix_socket(path)
     try:
         sock.bind(path)
     except OSError as exc:
