@@ -347,7 +347,10 @@ REACHED_BY: dict[Allowance, tuple[str, tuple[int, int]]] = {
         "subprocess_program_on_path", (3, 11),
     ),
     Allowance("os.sendfile", "aloop/_transports/sendfile.py", "step"): ("sock_sendfile", (3, 11)),
-    Allowance("os.stat", "aloop/_transports/server.py", "_bind_unix"): ("unix_server", (3, 11)),
+    Allowance("os.stat", "aloop/_transports/server.py", "remove_stale_unix_socket"): (
+        "unix_server",
+        (3, 11),
+    ),
     # From 3.13 a Unix server removes its socket file when it closes.
     Allowance("os.stat", "aloop/network.py", "_remember_unix_server_socket"): (
         "unix_server", (3, 13),

@@ -57,7 +57,7 @@ class Allowance(NamedTuple):
 ALLOWANCES: tuple[Allowance, ...] = (
     Allowance("os.read", "aloop/_transports/subprocess.py", "__init__"),
     Allowance("os.sendfile", "aloop/_transports/sendfile.py", "step"),
-    Allowance("os.stat", "aloop/_transports/server.py", "_bind_unix"),
+    Allowance("os.stat", "aloop/_transports/server.py", "remove_stale_unix_socket"),
     Allowance("os.stat", "aloop/network.py", "_remember_unix_server_socket"),
     Allowance("os.stat", "aloop/network.py", "_forget_unix_server_socket"),
     Allowance("os.unlink", "aloop/network.py", "_forget_unix_server_socket"),
