@@ -305,3 +305,50 @@ def test_ctrl_c_with_signal_handlers_installed_is_as_asyncio_run() -> None:
     expected = _ctrl_c("asyncio")
     assert expected == ("main cancelled\nrun raised KeyboardInterrupt\n", -signal.SIGINT)
     assert _ctrl_c("aloop") == expected
+
+
+# A SIGINT that arrives while the loop runs C code only (no bytecode between the
+# last callback and the poll): libc's kill() through ctypes does not check for
+# pending signals itself, as os.kill and signal.raise_signal would.
+PENDING_SIGINT = r"""
+import asyncio, ctypes, os, signal, sys
+import aloop
+
+loop = aloop.new_event_loop() if sys.argv[1] == "aloop" else asyncio.new_event_loop()
+fired = []
+loop.call_soon(ctypes.CDLL(None).kill, os.getpid(), signal.SIGINT)
+loop.call_later(2.0, fired.append, "timer")
+loop.call_later(2.0, loop.stop)
+try:
+    loop.run_forever()
+    print("no KeyboardInterrupt")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", "after the timer" if fired else "before the timer")
+finally:
+    loop.close()
+"""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "asyncio",
+        pytest.param(
+            "aloop",
+            marks=pytest.mark.xfail(
+                aloop.COMPILED,
+                strict=True,
+                reason="aloop bug, compiled only: a Python-level signal handler (here SIGINT's"
+                " KeyboardInterrupt) whose signal arrives while no bytecode runs waits for the"
+                " next bytecode; the poll is not woken (no wakeup fd without add_signal_handler)",
+            ),
+        ),
+    ],
+)
+def test_sigint_between_callbacks_interrupts_the_sleeping_loop(name: str) -> None:
+    # Ctrl-C at the instant a REPL statement's task goes back to the loop.
+    proc = subprocess.run(
+        [sys.executable, "-c", PENDING_SIGINT, name],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.stdout.strip() == "KeyboardInterrupt before the timer", proc.stderr
