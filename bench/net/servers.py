@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import socket
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, cast
 
+# The loops and how each is imported: bench/worker.py's table, shared with bench/run.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from worker import LOOP_MODULES, import_loop
+
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
-LOOP_MODULES: dict[str, str] = {
-    "asyncio": "asyncio",
-    "uvloop": "uvloop",
-    "rloop": "rloop",
-    "zuvloop": "zuvloop",
-    "aloop": "aloop",
-}
 # aloop with its observability on, to measure what that costs per request.
 OBSERVED = ("aloop-monitor", "aloop-detail", "aloop-trace")
 HOST = "127.0.0.1"
@@ -134,9 +131,7 @@ keep: list[asyncio.Task[None]] = []
 def loop_factory(name: str) -> LoopFactory:
     if name in OBSERVED:
         return observed_aloop(name.split("-", 1)[1])
-    module = importlib.import_module(LOOP_MODULES[name])
-    factory: LoopFactory = module.new_event_loop
-    return factory
+    return import_loop(name)[1]
 
 
 def observed_aloop(mode: str) -> LoopFactory:
