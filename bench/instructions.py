@@ -285,7 +285,7 @@ def count_echo(
             command, stdout=subprocess.PIPE, stderr=errors, text=True, env=loop.env()
         )
         try:
-            port = read_port(proc, SERVER_START_TIMEOUT)
+            port = net.read_port(proc, SERVER_START_TIMEOUT)
             if isinstance(port, str):
                 errors.seek(0)
                 return {"status": "error", "error": port + "\n" + errors.read()[-1500:]}
@@ -310,20 +310,6 @@ def count_echo(
         return {"status": "error", "error": f"only {result['requests']} of {ops} requests"}
     status = "wrong" if result["wrong"] else "ok"
     return {"status": status, **result}
-
-
-def read_port(proc: subprocess.Popen[str], timeout: float) -> int | str:
-    import selectors
-
-    assert proc.stdout is not None
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            return f"no port within {timeout:.0f} s"
-    line = proc.stdout.readline().strip()
-    if line.startswith("PORT "):
-        return int(line.split()[1])
-    return f"server said {line!r} (exit {proc.poll()})"
 
 
 # -- one (case, loop) pair ------------------------------------------------------------

@@ -150,13 +150,13 @@ def server_command(case: Case, loop: str, python: str) -> list[str]:
     return [python, str(SERVERS), case.variant, loop, "--port", "0"]
 
 
-def read_port(proc: subprocess.Popen[str]) -> int | str:
+def read_port(proc: subprocess.Popen[str], timeout: float = STARTUP_TIMEOUT) -> int | str:
     """The port the server printed, or a status: 'missing: ...' / 'error: ...'."""
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
-        if not sel.select(STARTUP_TIMEOUT):
-            return f"error: no port within {STARTUP_TIMEOUT:.0f} s"
+        if not sel.select(timeout):
+            return f"error: no port within {timeout:.0f} s"
     line = proc.stdout.readline().strip()
     if line.startswith("PORT "):
         return int(line.split()[1])
