@@ -329,22 +329,7 @@ finally:
 """
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "asyncio",
-        pytest.param(
-            "aloop",
-            marks=pytest.mark.xfail(
-                aloop.COMPILED,
-                strict=True,
-                reason="aloop bug, compiled only: a Python-level signal handler (here SIGINT's"
-                " KeyboardInterrupt) whose signal arrives while no bytecode runs waits for the"
-                " next bytecode; the poll is not woken (no wakeup fd without add_signal_handler)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("name", ["asyncio", "aloop"])
 def test_sigint_between_callbacks_interrupts_the_sleeping_loop(name: str) -> None:
     # Ctrl-C at the instant a REPL statement's task goes back to the loop.
     proc = subprocess.run(
@@ -352,3 +337,65 @@ def test_sigint_between_callbacks_interrupts_the_sleeping_loop(name: str) -> Non
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.stdout.strip() == "KeyboardInterrupt before the timer", proc.stderr
+
+
+# The same for any Python-level handler (signal.signal, no add_signal_handler):
+# it runs before the loop goes back to sleep, as between asyncio's callbacks.
+PENDING_USR1 = r"""
+import asyncio, ctypes, os, signal, sys
+import aloop
+
+loop = aloop.new_event_loop() if sys.argv[1] == "aloop" else asyncio.new_event_loop()
+seen = []
+signal.signal(signal.SIGUSR1, lambda *_: seen.append(loop.time()))
+start = loop.time()
+loop.call_soon(ctypes.CDLL(None).kill, os.getpid(), signal.SIGUSR1)
+loop.call_later(1.0, loop.stop)
+loop.run_forever()
+loop.close()
+print("handler ran", "at once" if seen and seen[0] - start < 0.5 else seen)
+"""
+
+
+@pytest.mark.parametrize("name", ["asyncio", "aloop"])
+def test_python_level_handler_runs_before_the_loop_sleeps(name: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", PENDING_USR1, name], capture_output=True, text=True, timeout=60
+    )
+    assert proc.stdout.strip() == "handler ran at once", proc.stderr
+
+
+def test_a_run_leaves_the_wakeup_fd_as_it_found_it(loop_factory: LoopFactory) -> None:
+    """Unset stays unset after a run; another owner's fd is neither replaced nor dropped."""
+
+    def wakeup_fd_after_run(before: int) -> int:
+        signal.set_wakeup_fd(before)
+        loop = loop_factory()
+        try:
+            loop.run_until_complete(asyncio.sleep(0))
+        finally:
+            loop.close()
+        return signal.set_wakeup_fd(-1)
+
+    assert wakeup_fd_after_run(-1) == -1
+    read_fd, write_fd = os.pipe()
+    try:
+        os.set_blocking(write_fd, False)
+        assert wakeup_fd_after_run(write_fd) == write_fd
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def test_a_signal_between_runs_reaches_its_handler(loop_factory: LoopFactory) -> None:
+    """add_signal_handler's wakeup fd outlives a run: the next run delivers the signal."""
+
+    def body(loop: asyncio.AbstractEventLoop) -> list[str]:
+        got: list[str] = []
+        loop.add_signal_handler(signal.SIGUSR1, got.append, "usr1")
+        loop.run_until_complete(asyncio.sleep(0))
+        os.kill(os.getpid(), signal.SIGUSR1)
+        loop.run_until_complete(asyncio.sleep(0.1))
+        return got
+
+    assert in_new_loop(loop_factory, body) == ["usr1"]

@@ -223,7 +223,7 @@ class ProcessMixin(LoopPart):
                         source=self,
                     )
                 handlers.forget()
-            handlers.close(same_process)
+            handlers.close()
             self._signal_state = None
         children = self._child_state
         if children is not None:

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import os
+import signal
 import sys
 import threading
 import time
@@ -155,6 +156,9 @@ class BaseLoop:
         self._waker_fd = self._waker.fileno()
         self._poller.register(self._waker_fd, READ)
         self._polling = False
+        # True while this loop, running in the main thread, is the signal
+        # wakeup fd's owner for its run (see aloop._io.wakeup).
+        self._signals_claimed = False
         # A forked child must not share this loop's epoll and wakeup fds.
         self._pid = os.getpid()
         # Counters for monitors and the watchdog, read from other threads: an
@@ -437,6 +441,8 @@ class BaseLoop:
         self._set_coroutine_origin_tracking(self._debug)
         self._old_agen_hooks = sys.get_asyncgen_hooks()
         self._thread_id = _get_ident()
+        if self._thread_id == threading.main_thread().ident:
+            self._signals_claimed = self._waker.claim_signals()
         sys.set_asyncgen_hooks(
             firstiter=self._asyncgen_firstiter_hook, finalizer=self._asyncgen_finalizer_hook
         )
@@ -448,6 +454,12 @@ class BaseLoop:
             stopped(recorder)
         self._stopping = False
         self._thread_id = None
+        if self._signals_claimed:
+            self._signals_claimed = False
+            # add_signal_handler's handlers keep the wakeup fd until removed.
+            handlers = self._signal_state
+            if handlers is None or not len(handlers):
+                self._waker.release_signals()
         events._set_running_loop(None)
         self._set_coroutine_origin_tracking(False)
         if self._old_agen_hooks is not None:
@@ -827,11 +839,29 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
     waker_fd = loop._waker_fd
     fds = loop._fds
     ready = loop._ready
+    signums = b""
     for fd, mask in event_list:
         if fd == waker_fd:
-            loop._waker.drain()
+            signums = loop._waker.drain()
         else:
             fds.dispatch(fd, mask, ready)
+    if signums:
+        _deliver_signals(loop, signums)
+
+
+def _deliver_signals(loop: BaseLoop, signums: bytes) -> None:
+    """Signals woke the poll: queue the loop's handlers, run Python-level ones now.
+
+    CPython runs a Python-level handler (SIGINT's KeyboardInterrupt,
+    asyncio.Runner's) when the main thread next executes bytecode; compiled
+    code between here and the next poll executes none. pthread_sigmask runs
+    pending handlers before it returns (after the I/O events above are
+    queued, so none is lost if a handler raises).
+    """
+    handlers = loop._signal_state
+    if handlers is not None:
+        handlers.dispatch(signums)
+    signal.pthread_sigmask(signal.SIG_BLOCK, ())
 
 
 def _make_task(

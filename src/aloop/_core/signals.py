@@ -1,11 +1,11 @@
 """Unix signal handlers that run as loop callbacks, never inside the signal frame.
 
 Python's C-level signal handler writes the signal number to the fd given to
-``signal.set_wakeup_fd``. The loop watches the read end of that pipe like
-any other fd, so a signal that arrives while the loop sleeps in poll wakes
-it at once, and the handler runs as an ordinary callback. The Python-level
-handler installed for the signal does nothing: in compiled mode it may run
-late (no bytecode runs between compiled callbacks), and nothing depends on it.
+``signal.set_wakeup_fd``: the loop's wakeup pipe (aloop._io.wakeup), which
+the loop watches like any other fd. So a signal that arrives while the loop
+sleeps in poll wakes it at once, the scheduler hands the numbers it read to
+``SignalHandlers.dispatch``, and each handler runs as an ordinary callback.
+The Python-level handler installed for the signal does nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import errno
 import logging
-import os
 import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -59,8 +58,6 @@ class SignalHandlers:
     def __init__(self, loop: BaseLoop) -> None:
         self._loop = loop
         self._handlers: dict[int, tuple[Callable[..., object], tuple[Any, ...], Any]] = {}
-        self._read_fd = -1
-        self._write_fd = -1
 
     def __len__(self) -> int:
         return len(self._handlers)
@@ -71,11 +68,10 @@ class SignalHandlers:
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         signum = check_signal(sig)
         self._loop._check_closed()
-        self._open_pipe()
         try:
             # Raises ValueError outside the main thread: checked first, so a loop
             # running in another thread cannot install a handler.
-            signal.set_wakeup_fd(self._write_fd)
+            self._loop._waker.set_signal_fd()
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc)) from None
         # The handler runs in the context current when it was added, as asyncio's Handle does.
@@ -86,8 +82,7 @@ class SignalHandlers:
             signal.siginterrupt(signum, False)
         except OSError as exc:
             del self._handlers[signum]
-            if not self._handlers:
-                _clear_wakeup_fd()
+            self._release_wakeup_fd()
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {signum} cannot be caught") from None
             raise
@@ -103,50 +98,27 @@ class SignalHandlers:
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {signum} cannot be caught") from None
             raise
-        if not self._handlers:
-            _clear_wakeup_fd()
+        self._release_wakeup_fd()
         return True
 
-    def close(self, same_process: bool = True) -> None:
-        """Remove every handler (defaults restored) and release the pipe.
-
-        ``same_process`` False: the loop was inherited through fork(); its poller
-        is the parent's, so the pipe is closed without unregistering it.
-        """
+    def close(self) -> None:
+        """Remove every handler, restoring the default dispositions."""
         for signum in list(self._handlers):
             self.remove(signum)
-        if self._read_fd >= 0:
-            if same_process:
-                self._loop._remove_reader(self._read_fd)
-            os.close(self._read_fd)
-            os.close(self._write_fd)
-            self._read_fd = self._write_fd = -1
 
     def forget(self) -> None:
         """At interpreter shutdown: drop the handlers without touching the signal module."""
         self._handlers.clear()
 
-    def _open_pipe(self) -> None:
-        if self._read_fd >= 0:
-            return
-        read_fd, write_fd = os.pipe()  # not inherited by children (PEP 446)
-        # The C handler must never block on a full pipe; the loop reads until empty.
-        os.set_blocking(read_fd, False)
-        os.set_blocking(write_fd, False)
-        self._read_fd, self._write_fd = read_fd, write_fd
-        self._loop._add_reader(read_fd, self._drain)
+    def dispatch(self, signums: bytes) -> None:
+        """Queue the handlers of the signals read from the wakeup pipe."""
+        for signum in signums:
+            entry = self._handlers.get(signum)
+            if entry is not None:
+                callback, args, context = entry
+                self._loop.call_soon(callback, *args, context=context)
 
-    def _drain(self) -> None:
-        """Read the signal numbers written by the C handler; queue their handlers."""
-        while True:
-            try:
-                data = os.read(self._read_fd, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not data:
-                return
-            for signum in data:
-                entry = self._handlers.get(signum)
-                if entry is not None:
-                    callback, args, context = entry
-                    self._loop.call_soon(callback, *args, context=context)
+    def _release_wakeup_fd(self) -> None:
+        # A running loop in the main thread keeps it until its run ends.
+        if not self._handlers and not self._loop._signals_claimed:
+            _clear_wakeup_fd()

@@ -1,31 +1,36 @@
-"""The loop's wakeup fd: how another thread interrupts a sleeping poll.
+"""The loop's wakeup pipe: how another thread, or a signal, interrupts a sleeping poll.
 
-An eventfd where the kernel has one (one fd, and writes never fill up),
-else a non-blocking pipe.
+Another thread writes a zero byte (``wake``). CPython's C-level signal
+handler writes the signal's number to the fd given to
+``signal.set_wakeup_fd``: the loop hands it this pipe while it runs in the
+main thread (``claim_signals``) and whenever it has ``add_signal_handler``
+handlers. So any signal with a Python-level handler (SIGINT's
+``KeyboardInterrupt``, ``asyncio.Runner``'s) wakes the poll, and ``drain``
+returns the signal numbers for the loop to act on.
+
+A pipe, not an eventfd: the signal module writes single bytes, which an
+eventfd refuses.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+
+_NO_SIGNALS = b""
 
 
 class Waker:
-    """A readable fd that ``wake()`` makes ready and ``drain()`` resets."""
+    """A readable fd that ``wake()`` or a signal makes ready and ``drain()`` resets."""
 
     def __init__(self) -> None:
         self._closed = False
-        if hasattr(os, "eventfd"):
-            fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._read_fd = fd
-            self._write_fd = fd
-            self._eventfd = True
-        else:
-            read_fd, write_fd = os.pipe()
-            os.set_blocking(read_fd, False)
-            os.set_blocking(write_fd, False)
-            self._read_fd = read_fd
-            self._write_fd = write_fd
-            self._eventfd = False
+        read_fd, write_fd = os.pipe()  # not inherited by children (PEP 446)
+        # Neither a thread nor the C signal handler may block on a full pipe.
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        self._read_fd = read_fd
+        self._write_fd = write_fd
 
     def fileno(self) -> int:
         return self._read_fd
@@ -36,27 +41,55 @@ class Waker:
             return
         # A full pipe already means the loop will wake.
         try:
-            if self._eventfd:
-                os.eventfd_write(self._write_fd, 1)
-            else:
-                os.write(self._write_fd, b"\0")
+            os.write(self._write_fd, b"\0")
         except (OSError, ValueError):
             pass
 
-    def drain(self) -> None:
+    def drain(self) -> bytes:
+        """Empty the pipe; return the signal numbers written into it (often none)."""
+        data = _NO_SIGNALS
+        while True:
+            try:
+                chunk = os.read(self._read_fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            data += chunk
+            if len(chunk) < 4096:
+                break
+        if data.count(0) == len(data):
+            return _NO_SIGNALS
+        return data.replace(b"\0", b"")
+
+    def set_signal_fd(self) -> None:
+        """Become the process's signal wakeup fd (``ValueError`` outside the main thread)."""
+        signal.set_wakeup_fd(self._write_fd)
+
+    def claim_signals(self) -> bool:
+        """Become the signal wakeup fd unless another one is set; False if not.
+
+        Outside the main thread of the main interpreter nothing happens.
+        """
         try:
-            if self._eventfd:
-                os.eventfd_read(self._read_fd)
-            else:
-                while os.read(self._read_fd, 4096):
-                    pass
-        except (BlockingIOError, InterruptedError):
-            pass
+            previous = signal.set_wakeup_fd(self._write_fd)
+        except ValueError:
+            return False
+        if previous not in (-1, self._write_fd):
+            signal.set_wakeup_fd(previous)  # somebody else's: theirs to keep
+            return False
+        return True
+
+    def release_signals(self) -> None:
+        """Stop being the signal wakeup fd, if this pipe still is."""
+        try:
+            previous = signal.set_wakeup_fd(-1)
+        except ValueError:
+            return
+        if previous not in (-1, self._write_fd):
+            signal.set_wakeup_fd(previous)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         os.close(self._read_fd)
-        if self._write_fd != self._read_fd:
-            os.close(self._write_fd)
+        os.close(self._write_fd)
