@@ -289,13 +289,13 @@ def test_fd_table_finds_fds_past_its_list_index(indexed_fds: int) -> None:
         for _, b in pairs:
             b.send(b"x")
         ready: list[Any] = []
-        for fd, mask in poller.poll(1.0):
+        for fd, mask in poller.poll(1.0, len(pairs)):
             table.dispatch(fd, mask, ready)
         assert sorted(id(h) for h in ready) == sorted(id(h) for h in handles.values())
         first = pairs[0][0].fileno()
         assert table.remove(first, False) is True
         ready.clear()
-        for fd, mask in poller.poll(1.0):
+        for fd, mask in poller.poll(1.0, len(pairs)):
             table.dispatch(fd, mask, ready)
         assert len(ready) == 2 and handles[first] not in ready
         assert len(table) == 2

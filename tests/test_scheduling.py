@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import random
 import re
 import socket
 import sys
@@ -215,6 +216,41 @@ def test_timer_heap_keeps_live_timers_when_compacting() -> None:
     loop.run_forever()
     loop.close()
     assert sorted(fired) == [i for i in range(300) if i % 3]
+
+
+def test_timer_heap_orders_as_heapq_does() -> None:
+    """Random pushes (many equal deadlines), cancellations and pops: the timers come
+    out in (when, seq) order, and the list keeps heapq's invariant throughout."""
+    from aloop._core.handles import Handle, TimerHandle
+    from aloop._core.timers import TimerQueue
+
+    loop = aloop.new_event_loop()
+    rng = random.Random(7)
+    queue = TimerQueue()
+    expected: list[tuple[float, int]] = []
+    popped: list[tuple[float, int]] = []
+    for round_ in range(60):
+        for _ in range(rng.randrange(0, 80)):
+            when = round_ + rng.choice([0.0, 0.5, 1.0, 2.5]) + rng.randrange(4) * 0.25
+            timer = TimerHandle(when, queue.next_seq(), print, (), loop, None)
+            queue.push(timer)
+            if rng.random() < 0.4:
+                timer.cancel()
+                queue.cancelled_one()
+            else:
+                expected.append((timer._when, timer._seq))
+        queue.prune()
+        heap = queue.heap
+        assert all(not heap[i] < heap[(i - 1) // 2] for i in range(1, len(heap)))
+        ready: list[Handle | None] = []
+        queue.pop_due(round_ + 1.0, ready)
+        popped += [(t._when, t._seq) for t in ready if isinstance(t, TimerHandle)]
+    ready = []
+    queue.pop_due(float("inf"), ready)
+    popped += [(t._when, t._seq) for t in ready if isinstance(t, TimerHandle)]
+    loop.close()
+    assert popped == sorted(expected)
+    assert queue.heap == [] and queue.cancelled_count == 0
 
 
 def test_exception_in_callback_does_not_stop_the_loop(loop_factory: LoopFactory) -> None:

@@ -73,31 +73,17 @@ class NetworkMixin(LoopPart):
 
     # -- low-level socket operations -------------------------------------------------
 
-    async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
-        return await sockops.sock_recv(self, sock, nbytes)
-
-    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
-        return await sockops.sock_recv_into(self, sock, buf)
-
-    async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
-        return await sockops.sock_recvfrom(self, sock, bufsize)
-
-    async def sock_recvfrom_into(
-        self, sock: socket.socket, buf: Any, nbytes: int = 0
-    ) -> tuple[int, Any]:
-        return await sockops.sock_recvfrom_into(self, sock, buf, nbytes)
-
-    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
-        await sockops.sock_sendall(self, sock, data)
-
-    async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
-        return await sockops.sock_sendto(self, sock, data, address)
-
-    async def sock_connect(self, sock: socket.socket, address: Any) -> None:
-        await sockops.sock_connect(self, sock, address)
-
-    async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
-        return await sockops.sock_accept(self, sock)
+    # The coroutine functions themselves, not methods awaiting them: a second
+    # coroutine per call would cost a frame and a hop on every send and receive.
+    # Each takes the loop as its first argument, so they bind as methods.
+    sock_recv = sockops.sock_recv
+    sock_recv_into = sockops.sock_recv_into
+    sock_recvfrom = sockops.sock_recvfrom
+    sock_recvfrom_into = sockops.sock_recvfrom_into
+    sock_sendall = sockops.sock_sendall
+    sock_sendto = sockops.sock_sendto
+    sock_connect = sockops.sock_connect
+    sock_accept = sockops.sock_accept
 
     async def sock_sendfile(
         self,

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 _monotonic: Final = time.monotonic
 _perf_counter: Final = time.perf_counter
 _get_ident: Final = threading.get_ident
+# Run slots at the front of the ready list are deleted once this many have run.
+_COMPACT_AFTER: Final = 64
 # The Task and Future classes are looked up on every create_task and
 # create_future, as asyncio's own loop does: a program or a test may make
 # ``asyncio.tasks.Task`` the pure-Python Task (and ``asyncio.futures.Future``
@@ -109,11 +111,14 @@ class BaseLoop:
         self._stopping = False
         # A list, not a deque: mypyc compiles list append and indexing to C,
         # where each deque method is a generic Python method call. An
-        # iteration runs the first N entries in place and then deletes them;
-        # the list object itself is never replaced, so a call_soon_threadsafe
-        # from another thread cannot append to a stale one.
-        # Each slot is set to None as its handle runs (only within the run step).
+        # iteration runs the entries from _ready_head on, setting each slot to
+        # None as its handle runs; see _run_once for when run slots are
+        # deleted. The list object itself is never replaced, so a
+        # call_soon_threadsafe from another thread cannot append to a stale one.
         self._ready: list[Handle | None] = []
+        # Slots before this index have run. Zero whenever the list is empty,
+        # so the list is non-empty exactly when a handle is waiting.
+        self._ready_head = 0
         self._timers = TimerQueue()
         # asyncio's name for the timer heap; the very same list.
         self._scheduled: list[TimerHandle] = self._timers.heap
@@ -584,6 +589,7 @@ class BaseLoop:
         """Drop queued work and release the poller and wakeup fds."""
         self._closed = True
         self._ready.clear()
+        self._ready_head = 0
         self._timers.clear()
         if os.getpid() == self._pid:
             self._fds.clear()
@@ -748,13 +754,13 @@ def _run_once(loop: BaseLoop) -> None:
     if timers.heap:
         timers.pop_due(loop.time() + loop._clock_resolution, ready)
     ntodo = len(ready)
+    done = loop._ready_head
     instruments = loop._instruments
     # Hooks and debug timing go through _run_observed; a recorder alone (a
     # trace, step counts) is called inline, it is on for whole runs.
     hooked = loop._debug or (instruments is not None and instruments.per_handle)
     recorder = loop._recorder
     handle: Handle | None = None
-    done = 0
     try:
         while done < ntodo:
             handle = ready[done]
@@ -769,9 +775,18 @@ def _run_once(loop: BaseLoop) -> None:
                     run_handle(handle)
                     loop._handles_run += 1
     finally:
-        # Run handles leave the queue only now (one memmove per iteration);
-        # after an exception (KeyboardInterrupt) the rest stay queued, as in asyncio.
-        del ready[:done]
+        # After an exception (KeyboardInterrupt) the rest stay queued, as in asyncio.
+        # Deleting run slots from the front of a list moves the rest and
+        # builds a slice: done when all has run (emptying the list), else once
+        # _COMPACT_AFTER slots have run, not in every iteration of a chain
+        # of callbacks each scheduling the next.
+        if done == len(ready):
+            ready.clear()
+            done = 0
+        elif done >= _COMPACT_AFTER:
+            del ready[:done]
+            done = 0
+        loop._ready_head = done
     handle = None  # see run_handle: no reference cycles through this frame
 
 
@@ -822,7 +837,7 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
         loop._poll_started = started
     loop._polling = True
     try:
-        event_list = loop._poller.poll(timeout)
+        event_list = loop._poller.poll(timeout, len(loop._fds) + 1)  # + the waker
     finally:
         loop._polling = False
     loop._polls += 1
@@ -845,7 +860,7 @@ def _poll(loop: BaseLoop, timeout: float) -> None:
             signums = loop._waker.drain()
         else:
             fds.dispatch(fd, mask, ready)
-    if signums:
+    if len(signums):
         _deliver_signals(loop, signums)
 
 

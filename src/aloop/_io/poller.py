@@ -65,12 +65,17 @@ class Poller:
         except (KeyError, OSError, ValueError):
             pass
 
-    def poll(self, timeout: float) -> list[tuple[int, int]]:
-        """Wait up to ``timeout`` seconds (negative: forever) for ready fds."""
+    def poll(self, timeout: float, most: int) -> list[tuple[int, int]]:
+        """Wait up to ``timeout`` seconds (negative: forever) for ready fds.
+
+        ``most``: how many events epoll may return, the number of registered
+        fds (as selectors asks). Without it, epoll.poll allocates room for
+        1023 events (12 KiB, from malloc) on every call.
+        """
         if timeout > MAX_TIMEOUT:
             timeout = MAX_TIMEOUT
         if self._epoll is not None:
-            return self._epoll.poll(timeout)
+            return self._epoll.poll(timeout, most)
         assert self._poll is not None
         if timeout < 0:
             return self._poll.poll(None)

@@ -96,16 +96,18 @@ def _on_ready(fut: asyncio.Future[_T], attempt: Callable[[], _T]) -> None:
         del fut
 
 
-async def sock_recv(loop: LoopAPI, sock: socket.socket, n: int) -> bytes:
+async def sock_recv(loop: LoopAPI, sock: socket.socket, nbytes: int) -> bytes:
+    """Receive up to ``nbytes`` from ``sock`` (``loop.sock_recv``)."""
     check_socket(loop, sock)
     try:
-        return sock.recv(n)
+        return sock.recv(nbytes)
     except WOULD_BLOCK:
         pass
-    return await _wait(loop, sock, False, lambda: sock.recv(n))
+    return await _wait(loop, sock, False, lambda: sock.recv(nbytes))
 
 
 async def sock_recv_into(loop: LoopAPI, sock: socket.socket, buf: Any) -> int:
+    """Receive into ``buf``; the number of bytes (``loop.sock_recv_into``)."""
     check_socket(loop, sock)
     try:
         return sock.recv_into(buf)
@@ -115,6 +117,7 @@ async def sock_recv_into(loop: LoopAPI, sock: socket.socket, buf: Any) -> int:
 
 
 async def sock_recvfrom(loop: LoopAPI, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
+    """Receive a datagram of up to ``bufsize`` bytes and its sender (``loop.sock_recvfrom``)."""
     check_socket(loop, sock)
     try:
         return sock.recvfrom(bufsize)
@@ -126,6 +129,7 @@ async def sock_recvfrom(loop: LoopAPI, sock: socket.socket, bufsize: int) -> tup
 async def sock_recvfrom_into(
     loop: LoopAPI, sock: socket.socket, buf: Any, nbytes: int = 0
 ) -> tuple[int, Any]:
+    """Receive a datagram into ``buf``: (bytes, sender) (``loop.sock_recvfrom_into``)."""
     check_socket(loop, sock)
     nbytes = nbytes or len(buf)
     try:
@@ -136,6 +140,7 @@ async def sock_recvfrom_into(
 
 
 async def sock_sendall(loop: LoopAPI, sock: socket.socket, data: Any) -> None:
+    """Send all of ``data``, waiting while the socket is full (``loop.sock_sendall``)."""
     check_socket(loop, sock)
     try:
         sent = sock.send(data)
@@ -157,6 +162,7 @@ async def sock_sendall(loop: LoopAPI, sock: socket.socket, data: Any) -> None:
 
 
 async def sock_sendto(loop: LoopAPI, sock: socket.socket, data: Any, address: Any) -> int:
+    """Send a datagram to ``address`` (``loop.sock_sendto``)."""
     check_socket(loop, sock)
     try:
         return sock.sendto(data, address)
@@ -166,6 +172,7 @@ async def sock_sendto(loop: LoopAPI, sock: socket.socket, data: Any, address: An
 
 
 async def sock_connect(loop: LoopAPI, sock: socket.socket, address: Any) -> None:
+    """Connect ``sock`` to ``address``, resolving a host name first (``loop.sock_connect``)."""
     check_socket(loop, sock)
     if sock.family == socket.AF_INET or (
         hasattr(socket, "AF_INET6") and sock.family == socket.AF_INET6
@@ -194,6 +201,7 @@ async def sock_connect(loop: LoopAPI, sock: socket.socket, address: Any) -> None
 
 
 async def sock_accept(loop: LoopAPI, sock: socket.socket) -> tuple[socket.socket, Any]:
+    """Accept a connection: (non-blocking socket, address) (``loop.sock_accept``)."""
     check_socket(loop, sock)
     sock.fileno()  # asyncio's AttributeError for what is not a socket names fileno
 
