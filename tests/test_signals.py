@@ -399,3 +399,43 @@ def test_a_signal_between_runs_reaches_its_handler(loop_factory: LoopFactory) ->
         return got
 
     assert in_new_loop(loop_factory, body) == ["usr1"]
+
+
+# A thread floods call_soon_threadsafe while the loop is busy in one callback,
+# then a signal comes. asyncio writes a byte to its self-pipe per call, fills it,
+# and the signal module's write of the signal number fails ("Exception ignored
+# when trying to write to the signal wakeup fd"): the handler never runs. aloop
+# writes one wake-up byte until the loop drains the pipe, so the number gets in.
+FLOODED_WAKEUP = r"""
+import os, signal, threading
+import aloop
+
+loop = aloop.new_event_loop()
+done = loop.create_future()
+loop.add_signal_handler(signal.SIGUSR1, lambda: done.done() or done.set_result("usr1"))
+
+
+def flood():
+    for _ in range(200_000):
+        loop.call_soon_threadsafe(int)
+
+
+def busy_then_signal():
+    thread = threading.Thread(target=flood)
+    thread.start()
+    thread.join()
+    os.kill(os.getpid(), signal.SIGUSR1)
+
+
+loop.call_soon(busy_then_signal)
+loop.call_later(5.0, lambda: done.done() or done.set_result("timeout"))
+print(loop.run_until_complete(done))
+loop.close()
+"""
+
+
+def test_a_signal_after_a_flood_of_thread_wakeups_reaches_its_handler() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FLOODED_WAKEUP], capture_output=True, text=True, timeout=60
+    )
+    assert (proc.stdout.strip(), proc.stderr) == ("usr1", "")

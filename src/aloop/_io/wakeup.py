@@ -25,6 +25,10 @@ class Waker:
 
     def __init__(self) -> None:
         self._closed = False
+        # A wake-up byte is in the pipe (or about to be): other threads need not
+        # add theirs. Keeps the pipe from filling with them, which would make
+        # the signal module's write fail and lose that signal's number.
+        self._pending = False
         read_fd, write_fd = os.pipe()  # not inherited by children (PEP 446)
         # Neither a thread nor the C signal handler may block on a full pipe.
         os.set_blocking(read_fd, False)
@@ -37,8 +41,9 @@ class Waker:
 
     def wake(self) -> None:
         # After close the fd number may belong to another file: never write to it.
-        if self._closed:
+        if self._closed or self._pending:
             return
+        self._pending = True
         # A full pipe already means the loop will wake.
         try:
             os.write(self._write_fd, b"\0")
@@ -56,6 +61,12 @@ class Waker:
             data += chunk
             if len(chunk) < 4096:
                 break
+        # Cleared after reading: cleared before, a wake() between the two would
+        # leave the flag set and its byte consumed, and later wake-ups would be
+        # skipped while the loop sleeps. A wake() that saw the flag set here
+        # queued its handle first, so this iteration runs it; at worst a byte
+        # written just before the clear makes one spurious wake-up.
+        self._pending = False
         if data.count(0) == len(data):
             return _NO_SIGNALS
         return data.replace(b"\0", b"")
