@@ -307,6 +307,13 @@ def test_ctrl_c_with_signal_handlers_installed_is_as_asyncio_run() -> None:
     assert _ctrl_c("aloop") == expected
 
 
+def _run_child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter; its output, as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60
+    )
+
+
 # A SIGINT that arrives while the loop runs C code only (no bytecode between the
 # last callback and the poll): libc's kill() through ctypes does not check for
 # pending signals itself, as os.kill and signal.raise_signal would.
@@ -332,10 +339,7 @@ finally:
 @pytest.mark.parametrize("name", ["asyncio", "aloop"])
 def test_sigint_between_callbacks_interrupts_the_sleeping_loop(name: str) -> None:
     # Ctrl-C at the instant a REPL statement's task goes back to the loop.
-    proc = subprocess.run(
-        [sys.executable, "-c", PENDING_SIGINT, name],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    proc = _run_child(PENDING_SIGINT, name)
     assert proc.stdout.strip() == "KeyboardInterrupt before the timer", proc.stderr
 
 
@@ -359,9 +363,7 @@ print("handler ran", "at once" if seen and seen[0] - start < 0.5 else seen)
 
 @pytest.mark.parametrize("name", ["asyncio", "aloop"])
 def test_python_level_handler_runs_before_the_loop_sleeps(name: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", PENDING_USR1, name], capture_output=True, text=True, timeout=60
-    )
+    proc = _run_child(PENDING_USR1, name)
     assert proc.stdout.strip() == "handler ran at once", proc.stderr
 
 
@@ -435,7 +437,5 @@ loop.close()
 
 
 def test_a_signal_after_a_flood_of_thread_wakeups_reaches_its_handler() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", FLOODED_WAKEUP], capture_output=True, text=True, timeout=60
-    )
+    proc = _run_child(FLOODED_WAKEUP)
     assert (proc.stdout.strip(), proc.stderr) == ("usr1", "")

@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import signal
 
-_NO_SIGNALS = b""
-
 
 class Waker:
     """A readable fd that ``wake()`` or a signal makes ready and ``drain()`` resets."""
@@ -52,7 +50,7 @@ class Waker:
 
     def drain(self) -> bytes:
         """Empty the pipe; return the signal numbers written into it (often none)."""
-        data = _NO_SIGNALS
+        data = b""
         while True:
             try:
                 chunk = os.read(self._read_fd, 4096)
@@ -67,8 +65,6 @@ class Waker:
         # queued its handle first, so this iteration runs it; at worst a byte
         # written just before the clear makes one spurious wake-up.
         self._pending = False
-        if data.count(0) == len(data):
-            return _NO_SIGNALS
         return data.replace(b"\0", b"")
 
     def set_signal_fd(self) -> None:
