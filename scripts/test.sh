@@ -55,7 +55,7 @@ run_suite() {
     if [ "$mode" = pure ]; then pure=1; expect=0; fi
     ALOOP_PURE="$pure" ALOOP_EXPECT_COMPILED="$expect" \
         ALOOP_CONFORMANCE_TABLE="$LOGS/conformance-$minor-$mode.txt" \
-        venv_run "$minor" python -m pytest -q -rs -p no:cacheprovider "${PYTEST_ARGS[@]}" \
+        venv_run "$minor" python -m pytest -q -rfEs -p no:cacheprovider "${PYTEST_ARGS[@]}" \
         >"$LOGS/test-$minor-$mode.log" 2>&1
 }
 

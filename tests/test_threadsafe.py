@@ -101,11 +101,17 @@ def test_many_threads_while_the_loop_runs(loop_factory: LoopFactory) -> None:
 
 
 def test_racing_stop_and_restarts(loop_factory: LoopFactory) -> None:
-    """Callbacks stop the loop every 997 calls; it is restarted until every call has run."""
+    """Callbacks stop the loop every 997 calls; it is restarted until every call has run.
+
+    The threads hold back their second half until the loop has stopped once:
+    the first run could otherwise find all calls queued (the callers can keep
+    the GIL from the loop's thread that long) and run them in one iteration.
+    """
     loop = loop_factory()
     record = Recorder()
     total = THREADS * CALLS
     restarts = 0
+    stopped_once = threading.Event()
 
     def note(tid: int, i: int) -> None:
         record(tid, i)
@@ -115,6 +121,8 @@ def test_racing_stop_and_restarts(loop_factory: LoopFactory) -> None:
 
     def call(tid: int) -> None:
         for i in range(CALLS):
+            if i == CALLS // 2:
+                stopped_once.wait(DEADLINE)
             loop.call_soon_threadsafe(note, tid, i)
 
     try:
@@ -123,6 +131,7 @@ def test_racing_stop_and_restarts(loop_factory: LoopFactory) -> None:
         while record.count < total and loop.time() < dog.when():
             loop.run_forever()
             restarts += 1
+            stopped_once.set()
         join(threads)
     finally:
         loop.close()
