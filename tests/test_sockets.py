@@ -147,6 +147,31 @@ def test_cancelled_recv_and_accept_leave_no_reader(loop_factory: LoopFactory) ->
     assert run(loop_factory, main) == [False, False, True]
 
 
+class _Swappable(socket.socket):
+    """A socket whose methods an instance attribute can replace, as a mock's can."""
+
+
+def test_a_waiting_operation_looks_its_method_up_on_each_try(loop_factory: LoopFactory) -> None:
+    """A method replaced while ``sock_recv`` waits is the one retried, as on asyncio."""
+
+    async def main(loop: asyncio.AbstractEventLoop) -> list[Any]:
+        a, b = nonblocking_pair()
+        with a, b, _Swappable(fileno=b.detach()) as swappable:
+            calls = []
+
+            def recv(n: int) -> bytes:
+                calls.append(n)
+                return socket.socket.recv(swappable, n)
+
+            receiving = asyncio.ensure_future(loop.sock_recv(swappable, 10))
+            await asyncio.sleep(0)  # waiting now: nothing to read yet
+            swappable.recv = recv  # type: ignore[method-assign]
+            await loop.sock_sendall(a, b"ping")
+            return [await receiving, calls]
+
+    assert run(loop_factory, main) == [b"ping", [10]]
+
+
 def test_blocking_socket_is_refused_in_debug_mode(loop_factory: LoopFactory) -> None:
     async def main(loop: asyncio.AbstractEventLoop) -> list[str]:
         loop.set_debug(True)

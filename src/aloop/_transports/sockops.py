@@ -8,11 +8,13 @@ removed again as soon as the operation's future is done (cancelled included).
 from __future__ import annotations
 
 import asyncio
+import functools
+import operator
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aloop._core.loopapi import LoopAPI
+from aloop._core.loopapi import Cancellable, LoopAPI
 from aloop._transports import dns
 from aloop._transports.base import WOULD_BLOCK
 
@@ -60,29 +62,34 @@ def check_fd_free(loop: LoopAPI, fd: int, fileobj: Any = None) -> None:
 
 
 def _wait(
-    loop: LoopAPI, sock: socket.socket, write: bool, attempt: Callable[[], _T]
+    loop: LoopAPI, sock: socket.socket, write: bool, attempt: Callable[..., _T], *args: Any
 ) -> asyncio.Future[_T]:
-    """A future for ``attempt()``, retried each time ``sock`` becomes ready."""
+    """A future for ``attempt(*args)``, retried each time ``sock`` becomes ready.
+
+    No closures: their cells and function objects cost more per wait than
+    the partial and the tuple passed instead. A socket method is named, not
+    bound, so that each try looks it up as asyncio's does.
+    """
     fut: asyncio.Future[_T] = loop.create_future()
     fd = sock.fileno()
     check_fd_free(loop, fd)
-    handle = (loop._add_writer if write else loop._add_reader)(fd, _on_ready, fut, attempt)
-
-    def on_done(_: object) -> None:
-        # If our handle was replaced by someone else's, leave theirs in place.
-        if not handle.cancelled():
-            (loop._remove_writer if write else loop._remove_reader)(fd)
-
-    fut.add_done_callback(on_done)
+    handle = (loop._add_writer if write else loop._add_reader)(fd, _on_ready, fut, attempt, args)
+    fut.add_done_callback(functools.partial(_stop_waiting, loop, write, fd, handle))
     return fut
 
 
-def _on_ready(fut: asyncio.Future[_T], attempt: Callable[[], _T]) -> None:
+def _stop_waiting(loop: LoopAPI, write: bool, fd: int, handle: Cancellable, _: object) -> None:
+    # If our handle was replaced by someone else's, leave theirs in place.
+    if not handle.cancelled():
+        (loop._remove_writer if write else loop._remove_reader)(fd)
+
+
+def _on_ready(fut: asyncio.Future[_T], attempt: Callable[..., _T], args: tuple[Any, ...]) -> None:
     """The socket is ready: try again, and resolve ``fut`` unless it would still block."""
     if fut.done():
         return
     try:
-        result = attempt()
+        result = attempt(*args)
     except WOULD_BLOCK:
         return
     except (SystemExit, KeyboardInterrupt):
@@ -103,7 +110,7 @@ async def sock_recv(loop: LoopAPI, sock: socket.socket, nbytes: int) -> bytes:
         return sock.recv(nbytes)
     except WOULD_BLOCK:
         pass
-    return await _wait(loop, sock, False, lambda: sock.recv(nbytes))
+    return await _wait(loop, sock, False, operator.methodcaller("recv", nbytes), sock)
 
 
 async def sock_recv_into(loop: LoopAPI, sock: socket.socket, buf: Any) -> int:
@@ -113,7 +120,7 @@ async def sock_recv_into(loop: LoopAPI, sock: socket.socket, buf: Any) -> int:
         return sock.recv_into(buf)
     except WOULD_BLOCK:
         pass
-    return await _wait(loop, sock, False, lambda: sock.recv_into(buf))
+    return await _wait(loop, sock, False, operator.methodcaller("recv_into", buf), sock)
 
 
 async def sock_recvfrom(loop: LoopAPI, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
@@ -123,7 +130,7 @@ async def sock_recvfrom(loop: LoopAPI, sock: socket.socket, bufsize: int) -> tup
         return sock.recvfrom(bufsize)
     except WOULD_BLOCK:
         pass
-    return await _wait(loop, sock, False, lambda: sock.recvfrom(bufsize))
+    return await _wait(loop, sock, False, operator.methodcaller("recvfrom", bufsize), sock)
 
 
 async def sock_recvfrom_into(
@@ -136,7 +143,7 @@ async def sock_recvfrom_into(
         return sock.recvfrom_into(buf, nbytes)
     except WOULD_BLOCK:
         pass
-    return await _wait(loop, sock, False, lambda: sock.recvfrom_into(buf, nbytes))
+    return await _wait(loop, sock, False, operator.methodcaller("recvfrom_into", buf, nbytes), sock)
 
 
 async def sock_sendall(loop: LoopAPI, sock: socket.socket, data: Any) -> None:
@@ -168,7 +175,7 @@ async def sock_sendto(loop: LoopAPI, sock: socket.socket, data: Any, address: An
         return sock.sendto(data, address)
     except WOULD_BLOCK:
         pass
-    return await _wait(loop, sock, True, lambda: sock.sendto(data, 0, address))
+    return await _wait(loop, sock, True, operator.methodcaller("sendto", data, 0, address), sock)
 
 
 async def sock_connect(loop: LoopAPI, sock: socket.socket, address: Any) -> None:
